@@ -1,0 +1,21 @@
+"""stationary: invariant measures of SDE approximations of low-dimensional GAN training.
+
+Pipeline: model -> sde -> grid -> operator -> solve -> check -> report.
+"""
+from .data import DataError, load_data
+from .formula import FormulaError, parse_formula
+from .grid import Grid, GridError
+from .model import GAN, GradientMoments
+from .operator import FokkerPlanckOperator, assemble, SCHEMES
+from .results import StationaryResult
+from .sde import SDE, SDEError, gan_sde
+from .solve import METHODS, solve_stationary, stationary_density
+from .exact import linear_gaussian_reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError", "load_data", "FormulaError", "parse_formula", "Grid", "GridError", "GAN",
+    "GradientMoments", "FokkerPlanckOperator", "assemble", "SCHEMES", "StationaryResult", "SDE",
+    "SDEError", "gan_sde", "METHODS", "solve_stationary", "stationary_density", "linear_gaussian_reference",
+]

@@ -1,0 +1,419 @@
+r"""Low-dimensional GANs as formulas: exact per-sample gradients, Hessians and covariances.
+
+Notation follows MATH.md section 1.  Parameters :math:`u = (\theta, \omega)`; per-pair
+objective :math:`J_{ij} = J(D_\omega(x_j), D_\omega(G_\theta(z_i))) + R(\theta, \omega)`;
+the generator descends its objective in :math:`\theta`, the discriminator ascends its
+objective in :math:`\omega` (for the zero-sum losses both objectives are :math:`J`; for the
+non-saturating loss the generator's is :math:`-\log D_\omega(G_\theta(z_i)) + R`).
+
+The per-sample "gradient vector" is
+:math:`g^{ij} = (\nabla_\theta J^G_{ij}, \nabla_\omega J^D_{ij}) \in \mathbb{R}^d` and its
+Jacobian :math:`H^{ij}_{kl} = \partial_{u_l} g^{ij}_k` (so :math:`H_{\theta\omega}` of MATH.md is
+the block ``H[θ, ω]``).  Everything downstream needs, at many points :math:`u`, only
+
+* the mean :math:`g(u) = \mathbb{E}\, g^{IJ}` and mean Jacobian :math:`\mathbb{E}\, H^{IJ}`,
+* the covariance :math:`\Sigma(u) = \mathrm{Cov}(g^{IJ})` over the uniform pair, and
+* :math:`\mathrm{Cov}(g_k^{IJ}, H_{lm}^{IJ})`, which gives the exact derivatives
+  :math:`\partial_m \Sigma_{kl} = \mathrm{Cov}(H_{km}, g_l) + \mathrm{Cov}(g_k, H_{lm})`.
+
+All of these are the mean and covariance of the stacked vector :math:`v = (g, \mathrm{vec}\,H)`.
+For a separable loss :math:`v^{ij} = v^x(u, x_j) + v^z(u, z_i) + v^R(u)`, so means add and,
+with :math:`I, J` independent, covariances add: cost :math:`O(N + M)` per point.  Where a part
+is a polynomial in its data variable the data enter only through a few moments
+(:math:`O(1)` per point); otherwise the data are summed in chunks.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from .data import load_data
+from .formula import NUMPY_FUNCTIONS, FormulaError, parse_formula, stabilise_logs, symbol
+
+__all__ = ["GAN", "GradientMoments", "LOSSES"]
+
+RESERVED = {"x", "z", "a", "b"}
+MAX_MOMENT_DEGREE = 6
+
+_a, _b = symbol("a"), symbol("b")
+
+#: Named losses: ``name -> (J_G(a, b), J_D(a, b))`` for the generator's and discriminator's objectives.
+LOSSES = {
+    "wgan": (_a - _b, _a - _b),
+    "vanilla": (sp.log(_a) + sp.log(1 - _b), sp.log(_a) + sp.log(1 - _b)),
+    "nonsaturating": (-sp.log(_b), sp.log(_a) + sp.log(1 - _b)),
+}
+
+
+@dataclass(frozen=True)
+class GradientMoments:
+    """Moments of the per-sample gradient vector at ``n`` points (arrays over the leading axis).
+
+    Attributes
+    ----------
+    mean : (n, d) array
+        :math:`g(u) = (g_\\theta, g_\\omega)`, the full-batch gradient vector.
+    jacobian : (n, d, d) array
+        :math:`\\partial_{u_l} g_k`.
+    covariance : (n, d, d) array
+        :math:`\\Sigma = \\mathrm{Cov}(g^{IJ})` over the uniform pair (divide by N·M).
+    covariance_derivative : (n, d, d, d) array
+        ``[k, l, m]`` = :math:`\\partial_{u_m} \\Sigma_{kl}` (exact).
+    """
+
+    mean: np.ndarray
+    jacobian: np.ndarray
+    covariance: np.ndarray
+    covariance_derivative: np.ndarray
+
+
+class _Part:
+    """One additive piece of ``v = (g, vec H)``: a function of ``u`` and one data variable (or none).
+
+    ``evaluate_moments(U)`` returns the mean (n, q) and covariance (n, q, q) of the piece
+    over its data.  Uses data moments where the piece is a polynomial of low degree in the
+    data variable, else sums over the data in chunks (Chan et al.'s pairwise update keeps the
+    covariance accurate).
+    """
+
+    def __init__(self, exprs: Sequence[sp.Expr], usyms, datasym, data):
+        self.q = len(exprs)
+        self.usyms = list(usyms)
+        self.datasym = datasym
+        self.data = None if data is None else np.asarray(data, dtype=float)
+        self.degree = None
+        modules = [NUMPY_FUNCTIONS, "numpy"]
+        if datasym is None:
+            self.kind = "constant-data"
+            self._f = sp.lambdify(self.usyms, list(exprs), modules=modules, cse=True)
+            return
+        degree = _polynomial_degree(exprs, datasym)
+        if degree is not None and degree <= MAX_MOMENT_DEGREE:
+            self.kind = "moments"
+            self.degree = degree
+            coeffs = []
+            for e in exprs:
+                poly = sp.Poly(sp.expand(e), datasym) if e.has(datasym) else None
+                c = [sp.S.Zero] * (degree + 1)
+                if poly is None:
+                    c[0] = e
+                else:
+                    for (p,), coef in poly.terms():
+                        c[p] = coef
+                coeffs.extend(c)
+            self._f = sp.lambdify(self.usyms, coeffs, modules=modules, cse=True)
+            # Moments of the monomials s^0..s^K under the empirical distribution; the covariance
+            # is formed from centred monomial columns, never as E[s^(p+q)] - E[s^p]E[s^q].
+            powers = self.data[:, None] ** np.arange(degree + 1)[None, :]
+            self._mono_mean = powers.mean(axis=0)
+            centred = powers - self._mono_mean
+            self._mono_cov = centred.T @ centred / self.data.size
+        else:
+            self.kind = "data-sum"
+            self._f = sp.lambdify(self.usyms + [datasym], list(exprs), modules=modules, cse=True)
+
+    def _call(self, f, args, shape):
+        out = f(*args)
+        return np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out], axis=-1)
+
+    def evaluate(self, U: np.ndarray, chunk: int = 1 << 22):
+        n = U.shape[0]
+        cols = [U[:, i] for i in range(U.shape[1])]
+        if self.kind == "constant-data":
+            return self._call(self._f, cols, (n,)), None
+        if self.kind == "moments":
+            c = self._call(self._f, cols, (n,)).reshape(n, self.q, self.degree + 1)
+            mean = c @ self._mono_mean
+            cov = np.einsum("nap,pr,nbr->nab", c, self._mono_cov, c, optimize=True)
+            return mean, cov
+        # Sum over data in chunks of points x data (memory ~ chunk * q floats).
+        m = self.data.size
+        per = max(1, chunk // max(1, n * self.q))
+        mean = np.zeros((n, self.q))
+        m2 = np.zeros((n, self.q, self.q))
+        count = 0
+        ucols = [c[:, None] for c in cols]
+        for start in range(0, m, per):
+            s = self.data[None, start : start + per]
+            k = s.shape[1]
+            vals = self._call(self._f, ucols + [s], (n, k))  # (n, k, q)
+            cmean = vals.mean(axis=1)
+            dev = vals - cmean[:, None, :]
+            cm2 = np.einsum("nka,nkb->nab", dev, dev, optimize=True)
+            delta = cmean - mean
+            tot = count + k
+            m2 += cm2 + np.einsum("na,nb->nab", delta, delta) * (count * k / tot)
+            mean += delta * (k / tot)
+            count = tot
+        return mean, m2 / count
+
+
+def _polynomial_degree(exprs, s) -> int | None:
+    degree = 0
+    for e in exprs:
+        if not e.has(s):
+            continue
+        if not e.is_polynomial(s):
+            return None
+        degree = max(degree, sp.Poly(sp.expand(e), s).degree())
+    return degree
+
+
+class GAN:
+    r"""A GAN written as formulas plus a finite data set.
+
+    Parameters
+    ----------
+    theta, omega : sequence of str
+        Names of the generator's and discriminator's scalar parameters (1-3 each).
+    generator : str
+        :math:`G_\theta(z)`, a formula in the theta-names and ``z``.
+    discriminator : str
+        :math:`D_\omega(x)`, a formula in the omega-names and ``x``.
+    loss : str
+        ``"wgan"`` (:math:`J = a - b`), ``"vanilla"`` (:math:`\log a + \log(1-b)`),
+        ``"nonsaturating"`` (discriminator as vanilla, generator descends :math:`-\log b`),
+        or a formula in ``a`` (:math:`D(x)`) and ``b`` (:math:`D(G(z))`).
+    regularizer : str, optional
+        :math:`R(\theta, \omega)`, added to the objective of both players.
+    constants : mapping, optional
+        Named numbers usable in every formula.
+    z, x : array_like or mapping
+        The data sets (see :func:`stationary.data.load_data`).
+    name : str, optional
+    where : str
+        Prefix for error messages (e.g. the case file's name).
+    """
+
+    def __init__(
+        self,
+        theta: Sequence[str],
+        omega: Sequence[str],
+        generator: str,
+        discriminator: str,
+        loss: str = "wgan",
+        regularizer: str | None = None,
+        constants: Mapping[str, float] | None = None,
+        *,
+        z,
+        x,
+        name: str = "gan",
+        where: str = "model",
+        base_dir=".",
+    ):
+        self.name = name
+        theta, omega = list(theta), list(omega)
+        for label, names in (("theta", theta), ("omega", omega)):
+            if not 1 <= len(names) <= 3:
+                raise FormulaError(f"{where}.{label}: expected 1 to 3 parameter names, got {names!r}")
+            for n in names:
+                if not isinstance(n, str) or not n.isidentifier():
+                    raise FormulaError(f"{where}.{label}: {n!r} is not a valid name")
+        all_names = theta + omega
+        bad = set(all_names) & (RESERVED | set(constants or {}))
+        if bad:
+            raise FormulaError(f"{where}: parameter names {sorted(bad)} clash with reserved names x, z, a, b or constants")
+        if len(set(all_names)) != len(all_names):
+            raise FormulaError(f"{where}: duplicate parameter names in {all_names}")
+        self.theta_names, self.omega_names = theta, omega
+        self.names = all_names
+        self.dim_theta, self.dim = len(theta), len(all_names)
+        self.constants = dict(constants or {})
+        self.z = load_data(z, where=f"{where.rsplit('.', 1)[0]}.data.z" if "." in where else "data.z", base_dir=base_dir)
+        self.x = load_data(x, where=f"{where.rsplit('.', 1)[0]}.data.x" if "." in where else "data.x", base_dir=base_dir)
+
+        us = [symbol(n) for n in all_names]
+        xs, zs = symbol("x"), symbol("z")
+        self.symbols = us
+        G = parse_formula(generator, set(theta) | {"z"}, self.constants, where=f"{where}.generator")
+        D = parse_formula(discriminator, set(omega) | {"x"}, self.constants, where=f"{where}.discriminator")
+        R = (
+            parse_formula(regularizer, set(all_names), self.constants, where=f"{where}.regularizer")
+            if regularizer not in (None, "", 0)
+            else sp.S.Zero
+        )
+        if isinstance(loss, str) and loss in LOSSES:
+            JG, JD = LOSSES[loss]
+        else:
+            J = parse_formula(loss, {"a", "b"}, self.constants, where=f"{where}.loss")
+            JG = JD = J
+        self.loss = loss
+        self.zero_sum = sp.simplify(JG - JD) == 0
+        self.generator_expr, self.discriminator_expr, self.regularizer_expr = G, D, R
+        Dx = D
+        Dg = D.subs(xs, G)
+        self._objectives = (JG, JD)
+
+        dth = self.dim_theta
+
+        def objective(k):  # which player's loss the k-th component descends/ascends
+            return JG if k < dth else JD
+
+        def grad_and_hessian(piece_of):
+            g = [sp.diff(piece_of(k), us[k]) for k in range(self.dim)]
+            H = [sp.diff(g[k], us[l]) for k in range(self.dim) for l in range(self.dim)]
+            return g + H
+
+        separable = all(sp.simplify(sp.diff(J, _a, _b)) == 0 for J in (JG, JD))
+        self.separable = separable
+        parts = []
+        if separable:
+            # J(a, b) = J_a(a) + J_b(b) + const: differentiate J(D(x), b) and J(a, D(G(z))); the
+            # other argument drops out of the derivative (checked below).
+            vx = grad_and_hessian(lambda k: stabilise_logs(objective(k).subs(_a, Dx)))
+            vz = grad_and_hessian(lambda k: stabilise_logs(objective(k).subs(_b, Dg)))
+            vx = [sp.simplify(e) if e.has(_b) else e for e in vx]
+            vz = [sp.simplify(e) if e.has(_a) else e for e in vz]
+            if any(e.has(_b) for e in vx) or any(e.has(_a) for e in vz):
+                separable = self.separable = False
+            else:
+                parts.append(_Part(vx, us, xs, self.x))
+                parts.append(_Part(vz, us, zs, self.z))
+        if not separable:
+            vxz = grad_and_hessian(lambda k: stabilise_logs(objective(k).subs({_a: Dx, _b: Dg})))
+            self._pair_exprs = vxz
+            self._pair_f = sp.lambdify(us + [xs, zs], vxz, modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
+        vR = grad_and_hessian(lambda k: R)
+        parts.append(_Part(vR, us, None, None))
+        self._parts = parts
+        self._value_f = sp.lambdify(
+            us + [xs, zs],
+            [stabilise_logs(JG.subs({_a: Dx, _b: Dg}) + R), stabilise_logs(JD.subs({_a: Dx, _b: Dg}) + R)],
+            modules=[NUMPY_FUNCTIONS, "numpy"],
+        )
+        # Per-sample gradient pieces for the training simulator (no Hessian part).
+        d = self.dim
+        self._grad_x = sp.lambdify(us + [xs], vx[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True) if separable else None
+        self._grad_z = sp.lambdify(us + [zs], vz[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True) if separable else None
+        self._grad_R = sp.lambdify(us, vR[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
+        self._pair_grad = (
+            None
+            if separable
+            else sp.lambdify(us + [xs, zs], self._pair_exprs[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    @property
+    def sign(self) -> np.ndarray:
+        """:math:`S = \\mathrm{diag}(-1_{d_\\theta}, +1_{d_\\omega})`, so that :math:`b_0 = S g`."""
+        return np.concatenate([-np.ones(self.dim_theta), np.ones(self.dim - self.dim_theta)])
+
+    def _as_points(self, U) -> np.ndarray:
+        U = np.asarray(U, dtype=float)
+        if U.ndim == 1:
+            U = U[None, :]
+        if U.ndim != 2 or U.shape[1] != self.dim:
+            raise ValueError(f"points must have shape (n, {self.dim}), got {U.shape}")
+        return U
+
+    def moments(self, U, chunk_points: int = 1 << 15) -> GradientMoments:
+        """Mean, Jacobian, covariance and covariance derivatives of :math:`g^{IJ}` at points ``U`` (n, d)."""
+        U = self._as_points(U)
+        n, d = U.shape
+        q = d + d * d
+        mean = np.empty((n, q))
+        cov = np.empty((n, q, q))
+        for start in range(0, n, chunk_points):
+            sl = slice(start, min(n, start + chunk_points))
+            m, c = self._moments_v(U[sl])
+            mean[sl], cov[sl] = m, c
+        g = mean[:, :d]
+        H = mean[:, d:].reshape(n, d, d)
+        sigma = cov[:, :d, :d]
+        cgh = cov[:, :d, d:].reshape(n, d, d, d)  # [k, l, m] = Cov(g_k, H_lm)
+        # d_m Sigma_kl = Cov(H_km, g_l) + Cov(g_k, H_lm)
+        dsigma = np.swapaxes(cgh, 1, 2) + cgh
+        return GradientMoments(g, H, 0.5 * (sigma + np.swapaxes(sigma, 1, 2)), dsigma)
+
+    def _moments_v(self, U):
+        n, d = U.shape
+        q = d + d * d
+        mean = np.zeros((n, q))
+        cov = np.zeros((n, q, q))
+        for part in self._parts:
+            m, c = part.evaluate(U)
+            mean += m
+            if c is not None:
+                cov += c
+        if not self.separable:
+            m, c = self._pair_moments(U)
+            mean += m
+            cov += c
+        return mean, cov
+
+    def _pair_moments(self, U, chunk: int = 1 << 22):
+        """Non-separable loss: sum over all N*M pairs in chunks (Chan et al. pairwise update)."""
+        n, d = U.shape
+        q = d + d * d
+        X, Z = np.meshgrid(self.x, self.z, indexing="ij")
+        X, Z = X.ravel(), Z.ravel()
+        per = max(1, chunk // max(1, n * q))
+        mean = np.zeros((n, q))
+        m2 = np.zeros((n, q, q))
+        count = 0
+        cols = [U[:, i, None] for i in range(d)]
+        for start in range(0, X.size, per):
+            xs, zs = X[None, start : start + per], Z[None, start : start + per]
+            k = xs.shape[1]
+            vals = np.stack([np.broadcast_to(np.asarray(o, float), (n, k)) for o in self._pair_f(*cols, xs, zs)], -1)
+            cmean = vals.mean(axis=1)
+            dev = vals - cmean[:, None, :]
+            delta = cmean - mean
+            tot = count + k
+            m2 += np.einsum("nka,nkb->nab", dev, dev, optimize=True) + np.einsum("na,nb->nab", delta, delta) * (count * k / tot)
+            mean += delta * (k / tot)
+            count = tot
+        return mean, m2 / count
+
+    def gradient(self, U) -> np.ndarray:
+        """Full-batch gradient vector :math:`g(u) = (\\nabla_\\theta \\Phi_G, \\nabla_\\omega \\Phi_D)`, shape (n, d)."""
+        return self.moments(U).mean
+
+    def per_sample_gradients(self, U, z_index, x_index) -> np.ndarray:
+        """Per-sample gradient vectors :math:`g^{ij}(u)` for batches of pairs.
+
+        Parameters
+        ----------
+        U : (n, d) array
+        z_index, x_index : (n, B) integer arrays
+            Indices ``i`` into ``z`` and ``j`` into ``x`` of each chain's batch.
+
+        Returns
+        -------
+        (n, B, d) array
+        """
+        U = self._as_points(U)
+        n, d = U.shape
+        zi, xj = np.asarray(z_index), np.asarray(x_index)
+        shape = zi.shape
+        cols = [U[:, i, None] for i in range(d)]
+        xv, zv = self.x[xj], self.z[zi]
+        out = np.zeros(shape + (d,))
+        if self.separable:
+            for f, s in ((self._grad_x, xv), (self._grad_z, zv)):
+                for k, o in enumerate(f(*cols, s)):
+                    out[..., k] += o
+        else:
+            for k, o in enumerate(self._pair_grad(*cols, xv, zv)):
+                out[..., k] += o
+        for k, o in enumerate(self._grad_R(*cols)):
+            out[..., k] += o
+        return out
+
+    def objectives(self, U) -> tuple[np.ndarray, np.ndarray]:
+        """:math:`(\\Phi_G(u), \\Phi_D(u))`, the two players' full-data objectives (equal when zero-sum)."""
+        U = self._as_points(U)
+        cols = [U[:, i, None, None] for i in range(self.dim)]
+        X, Z = self.x[None, :, None], self.z[None, None, :]
+        vals = self._value_f(*cols, X, Z)
+        return tuple(np.broadcast_to(np.asarray(v, float), (U.shape[0], self.x.size, self.z.size)).mean(axis=(1, 2)) for v in vals)
+
+    def __repr__(self) -> str:
+        return (
+            f"GAN(name={self.name!r}, theta={self.theta_names}, omega={self.omega_names}, "
+            f"loss={self.loss!r}, N={self.z.size}, M={self.x.size}, separable={self.separable}, "
+            f"paths={[p.kind for p in self._parts]})"
+        )
