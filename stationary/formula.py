@@ -59,6 +59,9 @@ class sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, arg, **kwargs):
         return 1 / (1 + sp.exp(-arg))
 
+    def _eval_evalf(self, prec):
+        return (1 / (1 + sp.exp(-self.args[0])))._eval_evalf(prec)
+
 
 class softplus(sp.Function):
     r"""Softplus :math:`\log(1+e^{t})`, with derivative :math:`\sigma(t)`; compiled as ``logaddexp(0, t)``."""
@@ -76,6 +79,9 @@ class softplus(sp.Function):
 
     def _eval_rewrite_as_exp(self, arg, **kwargs):
         return sp.log(1 + sp.exp(arg))
+
+    def _eval_evalf(self, prec):
+        return sp.log(1 + sp.exp(self.args[0]))._eval_evalf(prec)
 
 
 def _log_sigmoid(t):
