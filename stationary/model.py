@@ -222,8 +222,8 @@ class GAN:
         self.names = all_names
         self.dim_theta, self.dim = len(theta), len(all_names)
         self.constants = dict(constants or {})
-        self.z = load_data(z, where=f"{where.rsplit('.', 1)[0]}.data.z" if "." in where else "data.z", base_dir=base_dir)
-        self.x = load_data(x, where=f"{where.rsplit('.', 1)[0]}.data.x" if "." in where else "data.x", base_dir=base_dir)
+        self.z = load_data(z, where=_data_where(where, "z"), base_dir=base_dir)
+        self.x = load_data(x, where=_data_where(where, "x"), base_dir=base_dir)
 
         us = [symbol(n) for n in all_names]
         xs, zs = symbol("x"), symbol("z")
@@ -417,3 +417,9 @@ class GAN:
             f"loss={self.loss!r}, N={self.z.size}, M={self.x.size}, separable={self.separable}, "
             f"paths={[p.kind for p in self._parts]})"
         )
+
+
+def _data_where(where: str, var: str) -> str:
+    """``"case.toml: model"`` -> ``"case.toml: data.z"`` for error messages."""
+    prefix = where[: -len("model")] if where.endswith("model") else (where + ": " if where else "")
+    return f"{prefix}data.{var}"
