@@ -11,6 +11,9 @@ from .results import StationaryResult
 from .sde import SDE, SDEError, gan_sde
 from .solve import METHODS, solve_stationary, stationary_density
 from .exact import linear_gaussian_reference
+from .simulate import MonteCarloResult, simulate_sde, simulate_training
+from .discrete import discrete_reference, euler_maruyama_reference
+from .compare import Comparison, compare
 
 __version__ = "0.1.0"
 
@@ -18,4 +21,6 @@ __all__ = [
     "DataError", "load_data", "FormulaError", "parse_formula", "Grid", "GridError", "GAN",
     "GradientMoments", "FokkerPlanckOperator", "assemble", "SCHEMES", "StationaryResult", "SDE",
     "SDEError", "gan_sde", "METHODS", "solve_stationary", "stationary_density", "linear_gaussian_reference",
+    "MonteCarloResult", "simulate_training", "simulate_sde", "discrete_reference", "euler_maruyama_reference",
+    "Comparison", "compare",
 ]

@@ -1,0 +1,809 @@
+r"""Long-run Monte Carlo of minibatch GAN training and of its SDE approximations.
+
+Two processes, many independent chains in one ``(chains, d)`` array:
+
+* ``simulate_training`` (process ``"sga"``): stochastic gradient ascent-descent exactly as in
+  MATH.md section 2. A minibatch is ``B`` i.i.d. pairs :math:`(I_k, J_k)`, uniform with
+  replacement over the z and x indices; :math:`g^{\mathcal B} = B^{-1}\sum_k g^{I_k J_k}`.
+
+  - (ALT): :math:`\omega' = \omega + \eta\, g_\omega^{\mathcal B}(\theta, \omega)`, then
+    :math:`\theta' = \theta - \eta\, g_\theta^{\bar{\mathcal B}}(\theta, \omega')` with an independent
+    batch :math:`\bar{\mathcal B}`.
+  - (SML): :math:`\omega' = \omega + \eta\, g_\omega^{\mathcal B}(\theta, \omega)`,
+    :math:`\theta' = \theta - \eta\, g_\theta^{\mathcal B'}(\theta, \omega)` with
+    :math:`\mathcal B' = \mathcal B` (``batches="shared"``) or independent (``"independent"``).
+
+* ``simulate_sde`` (process ``"sde"``): Euler–Maruyama
+  :math:`u' = u + b(u)\,\Delta t + \sigma(u)\sqrt{\Delta t}\,\xi`, :math:`\xi\sim N(0, I)`, with
+  :math:`\sigma = V\,\mathrm{diag}(\sqrt{\max(\lambda, 0)})\,V^T` from the eigendecomposition
+  :math:`a = V\,\mathrm{diag}(\lambda)\,V^T` (never Cholesky, so rank-deficient ``a`` works).
+
+Statistics are accumulated online after the burn-in: per-chain time averages of :math:`u`
+and :math:`u u^T`, per-chain batch means, a thinned trace of a few chains (for Sokal's
+autocorrelation time) and optionally a histogram; see :mod:`stationary.diagnostics`.
+
+Random stream: step ``s`` belongs to block ``s // block_steps`` and every block draws from its
+own ``Generator(PCG64(SeedSequence(seed, spawn_key=(block,))))``. Checkpoints are written only
+at block boundaries, so stopping, checkpointing and resuming never change which random numbers
+a step sees: a resumed run is bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import diagnostics as diag
+from .grid import Grid
+
+__all__ = ["simulate_training", "simulate_sde", "MonteCarloResult", "Histogram", "BatchGradient", "SimulationError"]
+
+#: Status codes of :class:`MonteCarloResult`.
+STATUS = {0: "success", 1: "diverged", 2: "stopped early (resumable from the checkpoint)"}
+
+DEFAULT_BOUND = 1e6
+TRACE_LENGTH = 4096
+TRACE_CHAINS = 64
+
+
+class SimulationError(ValueError):
+    """Invalid simulation input, or a checkpoint that does not belong to this run."""
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True, repr=False)
+class Histogram:
+    """Counts of recorded samples on a tensor of bins.
+
+    Attributes
+    ----------
+    edges : tuple of arrays
+        Bin edges per axis.
+    counts : int64 array, shape ``tuple(len(e) - 1 for e in edges)``
+    outside : int
+        Recorded samples outside the box (counted, never dropped silently).
+    total : int
+        All recorded samples, inside or outside.
+    """
+
+    edges: tuple
+    counts: np.ndarray
+    outside: int
+    total: int
+
+    def probabilities(self) -> np.ndarray:
+        """Fraction of all recorded samples in each bin (sums to ``1 - outside/total``)."""
+        return self.counts / max(self.total, 1)
+
+    def density(self) -> np.ndarray:
+        """Probabilities divided by bin volumes."""
+        widths = np.meshgrid(*[np.diff(e) for e in self.edges], indexing="ij")
+        return self.probabilities() / np.prod(widths, axis=0)
+
+
+@dataclass(frozen=True, repr=False)
+class MonteCarloResult:
+    """Long-run statistics of many independent chains.
+
+    Attributes
+    ----------
+    success : bool
+    status : int
+        0 success, 1 a chain diverged (statistics are those before the divergence, from all
+        chains, or absent), 2 stopped early (``stop_after``; resumable).
+    message : str
+    process : str
+        ``"sga"`` (training algorithm) or ``"sde"`` (Euler–Maruyama).
+    mean, covariance : arrays
+        Pooled over chains and recorded times after burn-in.
+    stderr_mean, stderr_covariance : arrays
+        From the spread across independent chains (see :mod:`stationary.diagnostics`).
+    stderr_mean_batch : array
+        The same from batch means (a cross-check).
+    chain_means : (chains, d) array
+        Per-chain time averages.
+    tau : (d,) array
+        Integrated autocorrelation time in time units (Sokal window on the thinned trace).
+    tau_batch, tau_chains : (d,) arrays
+        Cross-checks: from batch means, and :math:`T\\,s^2(\\bar u_c)/\\sigma^2` from the chain spread.
+    ess : (d,) array
+        Effective sample size :math:`C\\,T/\\max(\\tau, \\Delta t_\\mathrm{rec})`.
+    steps : int
+        Steps taken per chain (burn-in included); ``recorded`` samples per chain after burn-in.
+    chains, seed : int
+    seconds : float
+        Wall time of the simulation (all sessions, when resumed).
+    settings : dict
+    histogram : Histogram or None
+    final : (chains, d) array
+        Chain positions at the end.
+    warnings : tuple of str
+    """
+
+    success: bool
+    status: int
+    message: str
+    process: str
+    mean: np.ndarray | None
+    covariance: np.ndarray | None
+    stderr_mean: np.ndarray | None
+    stderr_covariance: np.ndarray | None
+    stderr_mean_batch: np.ndarray | None
+    chain_means: np.ndarray | None
+    tau: np.ndarray | None
+    tau_batch: np.ndarray | None
+    tau_chains: np.ndarray | None
+    ess: np.ndarray | None
+    steps: int
+    recorded: int
+    chains: int
+    seconds: float
+    seed: int
+    settings: dict
+    histogram: Histogram | None = None
+    final: np.ndarray | None = None
+    warnings: tuple = ()
+    names: tuple = ()
+
+    @property
+    def std(self):
+        return None if self.covariance is None else np.sqrt(np.diag(self.covariance))
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (``montecarlo.<process>.*`` in ``result.json``)."""
+
+        def lst(a):
+            return None if a is None else np.asarray(a).tolist()
+
+        return {
+            "success": bool(self.success),
+            "status": int(self.status),
+            "message": self.message,
+            "process": self.process,
+            "mean": lst(self.mean),
+            "covariance": lst(self.covariance),
+            "stderr_mean": lst(self.stderr_mean),
+            "stderr_covariance": lst(self.stderr_covariance),
+            "stderr_mean_batch": lst(self.stderr_mean_batch),
+            "tau": lst(self.tau),
+            "tau_batch": lst(self.tau_batch),
+            "tau_chains": lst(self.tau_chains),
+            "ess": lst(self.ess),
+            "steps": int(self.steps),
+            "recorded": int(self.recorded),
+            "chains": int(self.chains),
+            "seconds": float(self.seconds),
+            "seed": int(self.seed),
+            "settings": self.settings,
+            "warnings": list(self.warnings),
+        }
+
+    def __repr__(self) -> str:
+        with np.printoptions(precision=5):
+            lines = [
+                f"  success: {self.success}",
+                f"   status: {self.status}",
+                f"  message: {self.message!r}",
+                f"  process: {self.process} ({self.settings.get('description', '')})",
+                f"   chains: {self.chains}, steps: {self.steps}, recorded/chain: {self.recorded}, seed: {self.seed}",
+                f"     mean: {self.mean} +- {self.stderr_mean}",
+                f"      std: {self.std}",
+                f"      tau: {self.tau} (time units), ess: {self.ess}",
+                f"  seconds: {self.seconds:.3f}",
+            ]
+        return "MonteCarloResult(\n" + "\n".join(lines) + "\n)"
+
+
+# --------------------------------------------------------------------------- batch gradients
+class BatchGradient:
+    r"""Minibatch-mean gradient :math:`g^{\mathcal B}(u) = B^{-1}\sum_k g^{I_k J_k}(u)` for many chains.
+
+    Generic path: ``model.per_sample_gradients(U, I, J).mean(axis=1)``.
+
+    Fast path (separable models): :math:`g^{ij} = g^x(u, x_j) + g^z(u, z_i) + g^R(u)`. Where a
+    piece is a polynomial :math:`\sum_p c_p(u) s^p` in its data variable, its batch mean is
+    :math:`\sum_p c_p(u)\,\overline{s^p}^{\mathcal B}`: the coefficients are evaluated once per
+    chain instead of once per sample and the data enter only through gathered powers. The
+    fast path is checked against the generic one at construction and dropped on any mismatch.
+    """
+
+    def __init__(self, model, check: bool = True):
+        self.model = model
+        self.d = model.dim
+        self.fast = False
+        self.path = "per-sample"
+        try:
+            self._setup_fast()
+        except Exception:  # private layout of the model changed: the generic path is always right
+            self.fast = False
+        if self.fast and check:
+            rng = np.random.default_rng(0)
+            U = rng.normal(size=(5, self.d))
+            zi = rng.integers(0, model.z.size, (5, 3))
+            xi = rng.integers(0, model.x.size, (5, 3))
+            ref = model.per_sample_gradients(U, zi, xi).mean(axis=1)
+            got = self(U, zi, xi)
+            if not np.allclose(got, ref, rtol=1e-10, atol=1e-12 * (1 + np.abs(ref).max())):
+                self.fast = False
+        if self.fast:
+            self.path = "separable: " + ", ".join(p[0] for p in self._pieces)
+
+    def _setup_fast(self):
+        m = self.model
+        parts = getattr(m, "_parts", None)
+        if not getattr(m, "separable", False) or parts is None:
+            return
+        d = self.d
+        pieces = []
+        for part in parts:
+            if part.kind == "constant-data":
+                pieces.append(("constant", None, None, None))
+            elif part.kind == "moments":
+                data = m.x if part.datasym.name == "x" else m.z
+                which = "x" if part.datasym.name == "x" else "z"
+                K = part.degree + 1
+                powers = data[:, None] ** np.arange(K)[None, :]
+                pieces.append(("moments", which, part, np.ascontiguousarray(powers.T)))
+            elif part.kind == "data-sum":
+                which = "x" if part.datasym.name == "x" else "z"
+                pieces.append(("data-sum", which, part, None))
+            else:
+                return
+        if [p[1] for p in pieces if p[1] is not None] != ["x", "z"]:
+            return
+        self._pieces = pieces
+        self.fast = True
+
+    def __call__(self, U: np.ndarray, z_index: np.ndarray, x_index: np.ndarray) -> np.ndarray:
+        if not self.fast:
+            return self.model.per_sample_gradients(U, z_index, x_index).mean(axis=1)
+        m, d = self.model, self.d
+        n = U.shape[0]
+        cols = [U[:, k] for k in range(d)]
+        out = np.zeros((n, d))
+        for kind, which, part, powers in self._pieces:
+            if kind == "constant":
+                for k, o in enumerate(m._grad_R(*cols)):
+                    out[:, k] += o
+            elif kind == "moments":
+                idx = x_index if which == "x" else z_index
+                K = part.degree + 1
+                coeffs = part._f(*cols)  # q*(K) entries, gradient rows first
+                # Batch means of s^p, p >= 1 (p = 0 is 1); only the powers that occur.
+                means = [None] + [np.take(powers[p], idx).mean(axis=1) for p in range(1, K)]
+                for k in range(d):
+                    acc = coeffs[k * K]
+                    for p in range(1, K):
+                        c = coeffs[k * K + p]
+                        if isinstance(c, (int, float)) and c == 0:
+                            continue
+                        acc = acc + c * means[p]
+                    out[:, k] += acc
+            else:
+                idx = x_index if which == "x" else z_index
+                f = m._grad_x if which == "x" else m._grad_z
+                vals = (m.x if which == "x" else m.z)[idx]
+                ucols = [c[:, None] for c in cols]
+                for k, o in enumerate(f(*ucols, vals)):
+                    out[:, k] += np.broadcast_to(o, idx.shape).mean(axis=1)
+        return out
+
+
+# --------------------------------------------------------------------------- the engine
+def _block_rng(seed: int, block: int) -> np.random.Generator:
+    """One generator per fixed block of steps, keyed by ``(seed, block)``: resumable and reproducible."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block,))))
+
+
+def _bins(histogram, d):
+    if histogram is None:
+        return None
+    if isinstance(histogram, Grid):
+        edges = tuple(np.asarray(e, float) for e in histogram.edges)
+    else:
+        edges = tuple(np.asarray(e, float) for e in histogram)
+    if len(edges) != d:
+        raise SimulationError(f"histogram needs edges for {d} axes, got {len(edges)}")
+    for k, e in enumerate(edges):
+        if e.ndim != 1 or e.size < 2 or not np.all(np.diff(e) > 0):
+            raise SimulationError(f"histogram edges of axis {k} must be increasing, at least 2 of them")
+    return edges
+
+
+class _Accumulators:
+    """Online sums after burn-in; every field is saved in checkpoints."""
+
+    FIELDS = ("sum_u", "sum_uu", "batch_sums", "trace", "hist", "hist_outside")
+
+    def __init__(self, chains, d, n_rec, n_batches, edges):
+        self.sum_u = np.zeros((chains, d))
+        self.sum_uu = np.zeros((chains, d, d))
+        self.batch_len = -(-n_rec // n_batches)
+        self.batch_sums = np.zeros((chains, n_batches, d))
+        self.trace_stride = max(1, -(-n_rec // TRACE_LENGTH))
+        self.trace = np.zeros((-(-n_rec // self.trace_stride), min(chains, TRACE_CHAINS), d))
+        self.edges = edges
+        if edges is not None:
+            self.hist = np.zeros(tuple(e.size - 1 for e in edges), dtype=np.int64)
+            self._uniform = all(np.allclose(np.diff(e), np.diff(e)[0], rtol=1e-12, atol=0) for e in edges)
+        else:
+            self.hist = np.zeros(0, dtype=np.int64)
+        self.hist_outside = np.zeros(1, dtype=np.int64)
+
+    def record(self, U, r):
+        """Add recorded sample number ``r`` (0-based, after burn-in)."""
+        self.sum_u += U
+        self.sum_uu += U[:, :, None] * U[:, None, :]
+        self.batch_sums[:, r // self.batch_len] += U
+        if r % self.trace_stride == 0:
+            self.trace[r // self.trace_stride] = U[: self.trace.shape[1]]
+        if self.edges is not None:
+            self._histogram(U)
+
+    def _histogram(self, U):
+        n, d = U.shape
+        inside = np.ones(n, dtype=bool)
+        flat = np.zeros(n, dtype=np.int64)
+        for k, e in enumerate(self.edges):
+            nb = e.size - 1
+            if self._uniform:
+                i = np.floor((U[:, k] - e[0]) * (nb / (e[-1] - e[0]))).astype(np.int64)
+            else:
+                i = np.searchsorted(e, U[:, k], side="right") - 1
+            # The top edge belongs to the last bin, as in numpy.histogram.
+            i = np.where(U[:, k] == e[-1], nb - 1, i)
+            inside &= (i >= 0) & (i < nb)
+            flat = flat * nb + np.clip(i, 0, nb - 1)
+        self.hist.reshape(-1)[:] += np.bincount(flat[inside], minlength=self.hist.size)
+        self.hist_outside[0] += n - int(inside.sum())
+
+    def state(self):
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def load(self, data):
+        for k in self.FIELDS:
+            arr = data["acc_" + k]
+            if arr.shape != getattr(self, k).shape:
+                raise SimulationError(f"checkpoint field {k} has shape {arr.shape}, expected {getattr(self, k).shape}")
+            setattr(self, k, np.array(arr))
+
+
+def _atomic_savez(path: Path, **arrays):
+    """Write ``path`` so that a reader sees the old or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _run(
+    *,
+    process,
+    step,
+    d,
+    names,
+    dt,
+    chains,
+    burn_in,
+    duration,
+    seed,
+    init,
+    record_every,
+    n_batches,
+    histogram,
+    bound,
+    block_steps,
+    checkpoint,
+    checkpoint_every,
+    resume,
+    stop_after,
+    callback,
+    progress,
+    settings,
+):
+    if isinstance(chains, bool) or not isinstance(chains, (int, np.integer)) or chains < 1:
+        raise SimulationError(f"chains must be a positive integer, got {chains!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimulationError(f"seed must be a non-negative integer, got {seed!r}")
+    for label, v in (("burn_in", burn_in), ("duration", duration)):
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
+            raise SimulationError(f"{label} must be a non-negative number of time units, got {v!r}")
+    if not isinstance(record_every, (int, np.integer)) or record_every < 1:
+        raise SimulationError(f"record_every must be a positive integer, got {record_every!r}")
+    chains, seed = int(chains), int(seed)
+    n_burn = int(round(burn_in / dt))
+    n_rec = int(math.ceil(duration / dt / record_every))
+    if n_rec < 2:
+        raise SimulationError(f"duration {duration!r} gives {n_rec} recorded samples per chain; need at least 2")
+    n_batches = int(min(n_batches, n_rec))
+    n_rec = n_batches * -(-n_rec // n_batches)  # whole batches: every batch mean has the same length
+    n_total = n_burn + n_rec * record_every
+    edges = _bins(histogram, d)
+
+    if init is None:
+        init = np.zeros(d)
+    init = np.asarray(init, float)
+    if init.shape == (d,):
+        U = np.broadcast_to(init, (chains, d)).copy()
+    elif init.shape == (chains, d):
+        U = init.copy()
+    else:
+        raise SimulationError(f"init must have shape ({d},) or ({chains}, {d}), got {init.shape}")
+    if not np.all(np.isfinite(U)):
+        raise SimulationError("init has non-finite entries")
+
+    settings = dict(settings)
+    settings.update(
+        dt=dt, chains=chains, burn_in=burn_in, duration=duration, seed=seed, record_every=int(record_every),
+        n_batches=n_batches, block_steps=int(block_steps), burn_in_steps=n_burn, recorded_per_chain=n_rec,
+        total_steps=n_total, bound=bound, histogram=None if edges is None else [e.tolist() for e in edges],
+    )
+    # Everything that shapes the random stream or the accumulators must match for a checkpoint to
+    # belong to this run (the run length too: it fixes the batch-means layout).
+    signature = json.dumps({k: v for k, v in settings.items() if k != "description"}, sort_keys=True, default=str)
+    signature += json.dumps(init.tolist())
+
+    acc = _Accumulators(chains, d, n_rec, n_batches, edges)
+    s = 0
+    elapsed_before = 0.0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        with np.load(ckpt, allow_pickle=False) as data:
+            if str(data["signature"]) != signature:
+                raise SimulationError(f"checkpoint {ckpt} was written by a run with different settings; refusing to resume")
+            s = int(data["step"])
+            U = np.array(data["U"])
+            acc.load(data)
+            elapsed_before = float(data["seconds"])
+    elif resume and ckpt is None:
+        raise SimulationError("resume=True needs a checkpoint path")
+
+    def save(step_no, U_, acc_state, seconds):
+        if ckpt is None:
+            return
+        arrays = {"acc_" + k: v for k, v in acc_state.items()}
+        _atomic_savez(ckpt, signature=np.array(signature), step=np.array(step_no), U=U_, seconds=np.array(seconds), **arrays)
+
+    if checkpoint_every is None:
+        every_steps, every_seconds = None, None
+    elif isinstance(checkpoint_every, (int, np.integer)) and not isinstance(checkpoint_every, bool):
+        every_steps, every_seconds = int(checkpoint_every), None
+    else:
+        every_steps, every_seconds = None, float(checkpoint_every)
+
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_total, initial=s, unit="step", desc=f"{process} x{chains}", leave=False)
+        except ImportError:  # tqdm is optional at run time
+            bar = None
+
+    t0 = time.perf_counter()
+    last_ckpt_time, last_ckpt_step = t0, s
+    status, message = 0, ""
+    warn_list = []
+    # Snapshot at the last block boundary: what an interrupt writes (a block is redone on resume).
+    snap = (s, U.copy(), {k: v.copy() for k, v in acc.state().items()})
+    try:
+        while s < n_total:
+            block = s // block_steps
+            rng = _block_rng(seed, block)
+            end = min(n_total, (block + 1) * block_steps)
+            diverged = None
+            while s < end:
+                step(U, rng)
+                s += 1
+                top = np.abs(U).max()
+                if not (top <= bound):
+                    diverged = s
+                    break
+                r = s - n_burn
+                if r > 0 and r % record_every == 0:
+                    acc.record(U, r // record_every - 1)
+            if diverged is not None:
+                bad = ~np.all(np.isfinite(U), axis=1) | (np.abs(U) > bound).any(axis=1)
+                cs = np.flatnonzero(bad)
+                c = int(cs[0])
+                what = "became non-finite" if not np.all(np.isfinite(U[c])) else f"left the bound |u| <= {bound:g}"
+                status = 1
+                message = (
+                    f"chain {c} {what} at step {diverged} (time {diverged * dt:g}): u = {U[c].tolist()}; "
+                    f"{cs.size} of {chains} chains diverged by then; the run was stopped and no chain is excluded. "
+                    "Is the drift dissipative (regularisation) and the step small enough?"
+                )
+                break
+            if bar is not None:
+                bar.update(s - bar.n)
+            now = time.perf_counter()
+            snap = (s, U.copy(), {k: v.copy() for k, v in acc.state().items()})
+            if callback is not None:
+                callback(s, U)
+            done = s >= n_total
+            stop = stop_after is not None and s >= stop_after and not done
+            due = (every_steps is not None and s - last_ckpt_step >= every_steps) or (
+                every_seconds is not None and now - last_ckpt_time >= every_seconds
+            )
+            if ckpt is not None and (due or done or stop):
+                save(s, U, acc.state(), elapsed_before + now - t0)
+                last_ckpt_time, last_ckpt_step = now, s
+            if stop:
+                status = 2
+                message = f"stopped after step {s} of {n_total} (stop_after={stop_after}); resume from {ckpt}"
+                break
+    except KeyboardInterrupt:
+        if ckpt is not None:
+            s_, U_, st_ = snap
+            save(s_, U_, st_, elapsed_before + time.perf_counter() - t0)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = elapsed_before + time.perf_counter() - t0
+
+    # ---------------------------------------------------------------- statistics
+    n_done = max(0, min(s - n_burn, n_rec * record_every) // record_every)
+    hist = None
+    if edges is not None:
+        hist = Histogram(edges, acc.hist.copy(), int(acc.hist_outside[0]), int(n_done * chains))
+    common = dict(process=process, steps=s, recorded=n_done, chains=chains, seconds=seconds, seed=seed,
+                  settings=settings, histogram=hist, final=U, names=tuple(names))
+    if status == 2 or n_done < 2:
+        return MonteCarloResult(False, status, message, mean=None, covariance=None, stderr_mean=None,
+                                stderr_covariance=None, stderr_mean_batch=None, chain_means=None, tau=None,
+                                tau_batch=None, tau_chains=None, ess=None, **common)
+    cm = acc.sum_u / n_done
+    cs2 = acc.sum_uu / n_done
+    mean, se_m, cov, se_cov = diag.chain_spread_stderr(cm, cs2)
+    var = np.diag(cov)
+    dt_rec = dt * record_every
+    T = n_done * dt_rec
+    full_batches = n_done // acc.batch_len
+    if full_batches >= 2:
+        bm = acc.batch_sums[:, :full_batches] / acc.batch_len
+        se_bm, tau_b = diag.batch_means_stderr(bm, acc.batch_len, var)
+        tau_b = tau_b * dt_rec
+    else:
+        se_bm = tau_b = np.full(d, np.nan)
+    n_trace = -(-n_done // acc.trace_stride)
+    tau = diag.integrated_time(acc.trace[:n_trace]) * acc.trace_stride * dt_rec
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau_c = T * cm.var(axis=0, ddof=1) / var if chains > 1 else np.full(d, np.nan)
+    # The thinned trace cannot resolve tau below its own stride; the chain-spread value is the
+    # larger (and conservative) one when the trace is too coarse.
+    tau = np.maximum(tau, np.where(np.isfinite(tau_c), np.minimum(tau_c, acc.trace_stride * dt_rec), 0))
+    ess = chains * T / np.maximum(tau, dt_rec)
+    if status == 0:
+        w = diag.length_warning(T, tau, list(names), warn=True)
+        if w:
+            warn_list.append(w)
+        message = f"{chains} chains x {n_done} recorded samples ({T:g} time units after {n_burn * dt:g} burn-in)"
+        if warn_list:
+            message += "; WARNING: " + "; ".join(warn_list)
+        if hist is not None and hist.outside:
+            message += f"; {hist.outside} of {hist.total} samples fell outside the histogram box"
+    else:
+        message += f" Statistics cover the {n_done} samples recorded before step {s}."
+    return MonteCarloResult(
+        status == 0, status, message, mean=mean, covariance=cov, stderr_mean=se_m, stderr_covariance=se_cov,
+        stderr_mean_batch=se_bm, chain_means=cm, tau=tau, tau_batch=tau_b, tau_chains=tau_c, ess=ess,
+        warnings=tuple(warn_list), **common,
+    )
+
+
+# --------------------------------------------------------------------------- public API
+def simulate_training(
+    model,
+    update: str = "alt",
+    eta: float = 0.1,
+    batch: int = 1,
+    batches: str = "independent",
+    *,
+    chains: int = 4096,
+    burn_in: float = 50.0,
+    duration: float = 500.0,
+    seed: int = 0,
+    init=None,
+    record_every: int = 1,
+    histogram=None,
+    n_batches: int = 32,
+    bound: float = DEFAULT_BOUND,
+    block_steps: int = 256,
+    checkpoint=None,
+    checkpoint_every=60.0,
+    resume: bool = False,
+    stop_after: int | None = None,
+    callback=None,
+    progress: bool = True,
+) -> MonteCarloResult:
+    r"""Long-run Monte Carlo of minibatch gradient ascent-descent (process ``"sga"``).
+
+    Parameters
+    ----------
+    model : GAN
+    update : {"alt", "sml"}
+        (ALT): :math:`\omega' = \omega + \eta g_\omega^{\mathcal B}(\theta,\omega)`, then
+        :math:`\theta' = \theta - \eta g_\theta^{\bar{\mathcal B}}(\theta,\omega')`, independent batches.
+        (SML): :math:`\omega' = \omega + \eta g_\omega^{\mathcal B}(\theta,\omega)`,
+        :math:`\theta' = \theta - \eta g_\theta^{\mathcal B'}(\theta,\omega)`.
+    eta : float
+        Learning rate; one step is ``eta`` time units.
+    batch : int
+        ``B``, pairs per minibatch, drawn i.i.d. uniform with replacement.
+    batches : {"independent", "shared"}
+        For SML: one batch for both players (``"shared"``) or one each. ALT is always independent.
+    chains : int
+        Independent chains, simulated together.
+    burn_in, duration : float
+        In time units (steps times ``eta``); statistics use the ``duration`` after ``burn_in``.
+        The number of recorded samples is rounded up to a whole number of batch means.
+    seed : int
+        Every random number is a function of ``(seed, block of steps)``.
+    init : array, optional
+        ``(d,)`` start for all chains or ``(chains, d)``; default the origin.
+    record_every : int
+        Record every k-th step after burn-in (statistics and histogram).
+    histogram : Grid or sequence of edge arrays, optional
+        Bin the recorded samples on the grid's cells or on these edges.
+    n_batches : int
+        Batch means per chain.
+    bound : float
+        A chain with a non-finite entry or :math:`|u_k| >` ``bound`` stops the run (status 1,
+        message naming step and chain).
+    block_steps : int
+        Steps per random-number block (and the granularity of checkpoints).
+    checkpoint : path, optional
+        ``.npz`` file written atomically at block boundaries, on completion, on ``stop_after`` and
+        on ``KeyboardInterrupt``.
+    checkpoint_every : float or int
+        Seconds (float) or steps (int) between checkpoints.
+    resume : bool
+        Continue from ``checkpoint`` if it exists; the result is bit-identical to an
+        uninterrupted run with the same arguments.
+    stop_after : int, optional
+        Stop (status 2) at the first block boundary at or after this step, after checkpointing.
+    callback : callable, optional
+        ``callback(step, U)`` at every block boundary (may raise ``KeyboardInterrupt``).
+    progress : bool
+        Show a tqdm progress bar.
+    """
+    if update not in ("alt", "sml"):
+        raise SimulationError(f"unknown update {update!r}; choose from ['alt', 'sml']")
+    if batches not in ("independent", "shared"):
+        raise SimulationError(f"unknown batches {batches!r}; choose from ['independent', 'shared']")
+    if update == "alt" and batches != "independent":
+        raise SimulationError("ALT draws independent batches for the two players: use batches='independent'")
+    if not (isinstance(eta, (int, float)) and np.isfinite(eta) and eta > 0):
+        raise SimulationError(f"eta must be a positive number, got {eta!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise SimulationError(f"batch must be a positive integer, got {batch!r}")
+    d, dth = model.dim, model.dim_theta
+    N, M = model.z.size, model.x.size
+    B = int(batch)
+    grad = BatchGradient(model)
+    eta = float(eta)
+    idx_dtype = np.int32 if max(N, M) < 2**31 else np.int64
+
+    def draw(rng, n):
+        # Fixed order per batch: z indices, then x indices.
+        return rng.integers(0, N, (n, B), dtype=idx_dtype), rng.integers(0, M, (n, B), dtype=idx_dtype)
+
+    if update == "alt":
+
+        def step(U, rng):
+            zi, xi = draw(rng, U.shape[0])
+            zj, xj = draw(rng, U.shape[0])
+            g = grad(U, zi, xi)
+            U[:, dth:] += eta * g[:, dth:]
+            g = grad(U, zj, xj)
+            U[:, :dth] -= eta * g[:, :dth]
+
+    elif batches == "shared":
+
+        def step(U, rng):
+            zi, xi = draw(rng, U.shape[0])
+            U += eta * (model.sign * grad(U, zi, xi))
+
+    else:
+
+        def step(U, rng):
+            zi, xi = draw(rng, U.shape[0])  # omega's batch
+            zj, xj = draw(rng, U.shape[0])  # theta's batch
+            gw = grad(U, zi, xi)
+            gt = grad(U, zj, xj)
+            U[:, :dth] -= eta * gt[:, :dth]
+            U[:, dth:] += eta * gw[:, dth:]
+
+    desc = f"{update.upper()} training of {getattr(model, 'name', 'model')} (eta={eta}, B={B}, batches={batches})"
+    settings = dict(description=desc, update=update, eta=eta, batch=B, batches=batches, gradient_path=grad.path)
+    return _run(process="sga", step=step, d=d, names=list(getattr(model, "names", [f"u{k}" for k in range(d)])),
+                dt=eta, chains=chains, burn_in=burn_in, duration=duration, seed=seed, init=init,
+                record_every=record_every, n_batches=n_batches, histogram=histogram, bound=bound,
+                block_steps=block_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                stop_after=stop_after, callback=callback, progress=progress, settings=settings)
+
+
+def matrix_sqrt_psd(a: np.ndarray) -> np.ndarray:
+    r"""Symmetric square roots :math:`\sigma = V\,\mathrm{diag}(\sqrt{\max(\lambda,0)})\,V^T` of a stack of PSD matrices.
+
+    Negative eigenvalues (round-off of rank-deficient ``a``) are clipped to zero; unlike a
+    Cholesky factor this exists for every PSD matrix, singular or not.
+    """
+    lam, V = np.linalg.eigh(0.5 * (a + np.swapaxes(a, -1, -2)))
+    return (V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+
+def simulate_sde(
+    sde,
+    dt: float | None = None,
+    *,
+    chains: int = 4096,
+    burn_in: float = 50.0,
+    duration: float = 500.0,
+    seed: int = 0,
+    init=None,
+    record_every: int = 1,
+    histogram=None,
+    n_batches: int = 32,
+    bound: float = DEFAULT_BOUND,
+    block_steps: int = 256,
+    checkpoint=None,
+    checkpoint_every=60.0,
+    resume: bool = False,
+    stop_after: int | None = None,
+    callback=None,
+    progress: bool = True,
+) -> MonteCarloResult:
+    r"""Long-run Euler–Maruyama simulation of an :class:`~stationary.sde.SDE` (process ``"sde"``).
+
+    :math:`u' = u + b(u)\,\Delta t + \sigma(u)\sqrt{\Delta t}\,\xi`, :math:`\sigma\sigma^T = a`
+    from a clipped eigendecomposition (see :func:`matrix_sqrt_psd`). The stationary law of
+    the scheme differs from the SDE's by :math:`O(\Delta t)`; choose ``dt`` accordingly.
+
+    Parameters
+    ----------
+    sde : SDE
+    dt : float, optional
+        Time step; default ``sde.eta`` (the learning rate, for SDEs from :func:`~stationary.sde.gan_sde`).
+
+    The remaining parameters are those of :func:`simulate_training`.
+    """
+    if dt is None:
+        dt = getattr(sde, "eta", None)
+        if dt is None:
+            raise SimulationError("dt is required for an SDE without a learning rate (sde.eta)")
+    if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
+        raise SimulationError(f"dt must be a positive number, got {dt!r}")
+    dt = float(dt)
+    d = sde.dim
+    sq = math.sqrt(dt)
+    # One call for b and a when the SDE computes them together; otherwise skip the divergence
+    # (finite differences of a), which Euler–Maruyama does not need.
+    together = getattr(sde, "_coefficients", None) is not None
+
+    def step(U, rng):
+        xi = rng.standard_normal(U.shape)
+        if together:
+            b, a, _ = sde.coefficients(U)
+        else:
+            b, a = sde.drift(U), sde.diffusion(U)
+        sig = matrix_sqrt_psd(a)
+        U += b * dt + sq * np.einsum("nkl,nl->nk", sig, xi)
+
+    settings = dict(description=f"Euler-Maruyama of {getattr(sde, 'description', 'SDE')} (dt={dt})")
+    return _run(process="sde", step=step, d=d, names=list(getattr(sde, "names", [f"u{k}" for k in range(d)])),
+                dt=dt, chains=chains, burn_in=burn_in, duration=duration, seed=seed, init=init,
+                record_every=record_every, n_batches=n_batches, histogram=histogram, bound=bound,
+                block_steps=block_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                stop_after=stop_after, callback=callback, progress=progress, settings=settings)
