@@ -62,7 +62,11 @@ def test_batch_gradient_fast_path_matches_per_sample():
         assert bg.fast, bg.path
         U = rng.normal(size=(50, 2))
         zi, xi = rng.integers(0, 16, (50, 7)), rng.integers(0, 16, (50, 7))
-        np.testing.assert_allclose(bg(U, zi, xi), model.per_sample_gradients(U, zi, xi).mean(axis=1), rtol=1e-12, atol=1e-13)
+        ref = model.per_sample_gradients(U, zi, xi).mean(axis=1)
+        np.testing.assert_allclose(bg(U.T, zi.T, xi.T).T, ref, rtol=1e-12, atol=1e-13)
+        # Only the requested rows, and the rows' data dependence (LQ: g_theta ignores x).
+        np.testing.assert_allclose(bg(U.T, zi.T, xi.T, slice(1, 2))[1], ref[:, 1], rtol=1e-12, atol=1e-13)
+    assert BatchGradient(lq_model()).needs(slice(0, 1)) == (True, False)
 
 
 def test_affine_reading_all_pairs_equals_separable(lq):
