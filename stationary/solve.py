@@ -27,7 +27,7 @@ from .results import StationaryResult
 
 log = logging.getLogger("stationary")
 
-__all__ = ["solve_stationary", "stationary_density", "METHODS", "irreducibility"]
+__all__ = ["solve_stationary", "stationary_density", "result_from_vector", "METHODS", "irreducibility"]
 
 METHODS = ("auto", "direct", "bordered", "gmres", "bicgstab", "eigen")
 PRECONDITIONERS = ("amg", "ilu", "none")
@@ -186,10 +186,17 @@ def solve_stationary(
         info["fallback"] = f"{reason}; fell back to the direct solver"
         method = "direct"
     t1 = time.perf_counter()
-    return _finish(op, p, method, t1 - t0, info, iterations, history, residual_tol, boundary_mass_tol)
+    return result_from_vector(op, p, method, t1 - t0, info, iterations, history, residual_tol, boundary_mass_tol)
 
 
-def _finish(op, p, method, seconds, info, iterations, history, residual_tol, boundary_mass_tol):
+def result_from_vector(
+    op, p, method, seconds, info=None, iterations=None, history=(), residual_tol=1e-8, boundary_mass_tol=1e-4
+):
+    """Normalise a solution vector of ``op`` and wrap it, with every check, in a :class:`StationaryResult`.
+
+    Backends other than the native solver (e.g. FiPy) call this so that all results are judged alike.
+    """
+    info = {} if info is None else info
     grid, L = op.grid, op.matrix
     p = np.asarray(p, dtype=float)
     if p.sum() < 0:
