@@ -285,6 +285,18 @@ def result_from_vector(
     )
 
 
-def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto", cross: str = "auto", **solve_options) -> StationaryResult:
-    """Assemble and solve in one call: ``solve_stationary(assemble(sde, grid, scheme, cross), method)``."""
+def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto", cross: str = "auto",
+                       backend: str = "native", **solve_options) -> StationaryResult:
+    """Assemble and solve in one call: ``solve_stationary(assemble(sde, grid, scheme, cross), method)``.
+
+    ``backend="fipy"`` (d ≤ 3) assembles and solves with FiPy instead
+    (:func:`stationary.backends.fipy.solve_fipy`; ``scheme`` "sg" means FiPy's exponential
+    scheme; ``method`` and ``cross`` do not apply; ``solve_options`` go to ``solve_fipy``).
+    """
+    if backend == "fipy":
+        from .backends.fipy import solve_fipy
+
+        return solve_fipy(sde, grid, scheme=scheme, **solve_options)
+    if backend != "native":
+        raise ValueError(f"unknown backend {backend!r}; choose from ['native', 'fipy']")
     return solve_stationary(assemble(sde, grid, scheme=scheme, cross=cross), method=method, **solve_options)
