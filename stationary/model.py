@@ -62,34 +62,48 @@ class GradientMoments:
         :math:`\\Sigma = \\mathrm{Cov}(g^{IJ})` over the uniform pair (divide by N·M).
     covariance_derivative : (n, d, d, d) array
         ``[k, l, m]`` = :math:`\\partial_{u_m} \\Sigma_{kl}` (exact).
+
+    A field is ``None`` when the caller of :meth:`GAN.moments` asked to skip it.
     """
 
     mean: np.ndarray
-    jacobian: np.ndarray
-    covariance: np.ndarray
-    covariance_derivative: np.ndarray
+    jacobian: np.ndarray | None
+    covariance: np.ndarray | None
+    covariance_derivative: np.ndarray | None
 
 
 class _Part:
     """One additive piece of ``v = (g, vec H)``: a function of ``u`` and one data variable (or none).
 
-    ``evaluate_moments(U)`` returns the mean (n, q) and covariance (n, q, q) of the piece
-    over its data.  Uses data moments where the piece is a polynomial of low degree in the
-    data variable, else sums over the data in chunks (Chan et al.'s pairwise update keeps the
-    covariance accurate).
+    ``evaluate(U)`` returns the mean (n, q) and covariance (n, q, q) of the piece over its
+    data (or only what is asked for: the gradient rows, their covariance).  Uses data moments
+    where the piece is a polynomial of low degree in the data variable, else sums over the
+    data in chunks (Chan et al.'s pairwise update keeps the covariance accurate).
+
+    The first ``ngrad`` expressions are the gradient rows ``g``; the rest are ``vec H``.
+    ``batch_mean`` gives minibatch means of the gradient rows, ``per_sample`` their values at
+    given data, ``depends[k]`` whether gradient row ``k`` depends on the data at all.
     """
 
-    def __init__(self, exprs: Sequence[sp.Expr], usyms, datasym, data):
+    def __init__(self, exprs: Sequence[sp.Expr], usyms, datasym, data, ngrad: int):
+        self.exprs = list(exprs)
         self.q = len(exprs)
+        self.ngrad = int(ngrad)
         self.usyms = list(usyms)
         self.datasym = datasym
+        self.variable = None if datasym is None else datasym.name
         self.data = None if data is None else np.asarray(data, dtype=float)
         self.degree = None
+        gexprs = self.exprs[: self.ngrad]
         modules = [NUMPY_FUNCTIONS, "numpy"]
         if datasym is None:
             self.kind = "constant-data"
             self._f = sp.lambdify(self.usyms, list(exprs), modules=modules, cse=True)
+            self._gf = sp.lambdify(self.usyms, gexprs, modules=modules, cse=True)
+            self.depends = np.zeros(self.ngrad, dtype=bool)
             return
+        # Gradient rows at given data values (per-sample gradients; data-sum batch means).
+        self._sample_f = sp.lambdify(self.usyms + [datasym], gexprs, modules=modules, cse=True)
         degree = _polynomial_degree(exprs, datasym)
         if degree is not None and degree <= MAX_MOMENT_DEGREE:
             self.kind = "moments"
@@ -104,51 +118,134 @@ class _Part:
                     for (p,), coef in poly.terms():
                         c[p] = coef
                 coeffs.extend(c)
+            K = degree + 1
+            self._coeffs = coeffs
             self._f = sp.lambdify(self.usyms, coeffs, modules=modules, cse=True)
+            self._gf = sp.lambdify(self.usyms, coeffs[: self.ngrad * K], modules=modules, cse=True)
+            # Structurally zero coefficients (lambdify returns a plain 0 for them): skipped.
+            self._zero = np.array([c == 0 for c in coeffs], dtype=bool).reshape(self.q, K)
+            self.depends = ~self._zero[: self.ngrad, 1:].all(axis=1)
             # Moments of the monomials s^0..s^K under the empirical distribution; the covariance
             # is formed from centred monomial columns, never as E[s^(p+q)] - E[s^p]E[s^q].
-            powers = self.data[:, None] ** np.arange(degree + 1)[None, :]
+            powers = self.data[:, None] ** np.arange(K)[None, :]
+            self._powers = np.ascontiguousarray(powers.T)  # (K, size): row p is s^p over the data
             self._mono_mean = powers.mean(axis=0)
             centred = powers - self._mono_mean
             self._mono_cov = centred.T @ centred / self.data.size
         else:
             self.kind = "data-sum"
             self._f = sp.lambdify(self.usyms + [datasym], list(exprs), modules=modules, cse=True)
+            self._gf = self._sample_f
+            self.depends = np.array([e.has(datasym) for e in gexprs], dtype=bool)
+
+    def constant_covariance(self) -> bool:
+        """True if the covariance of the gradient rows over the data cannot depend on ``u``:
+        every gradient row is ``alpha(u) + beta(s)`` (``d/du d/ds g_k`` structurally zero)."""
+        if self.kind == "constant-data":
+            return True
+        if self.kind == "moments":
+            K = self.degree + 1
+            return all(
+                not sp.sympify(self._coeffs[k * K + p]).free_symbols & set(self.usyms)
+                for k in range(self.ngrad)
+                for p in range(1, K)
+            )
+        s = self.datasym
+        for e in self.exprs[: self.ngrad]:
+            ds = sp.diff(e, s)
+            if any(sp.expand(sp.diff(ds, u)) != 0 for u in self.usyms):
+                return False
+        return True
 
     def _call(self, f, args, shape):
         out = f(*args)
         return np.stack([np.broadcast_to(np.asarray(o, dtype=float), shape) for o in out], axis=-1)
 
-    def evaluate(self, U: np.ndarray, chunk: int = 1 << 22):
+    def evaluate(self, U: np.ndarray, chunk: int = 1 << 22, *, jacobian: bool = True, covariance: str | None = "full"):
+        """Mean and covariance over the data at points ``U`` (n, d).
+
+        ``jacobian=False``: only the gradient rows (mean (n, ngrad)); ``covariance`` is
+        ``"full"`` (all q rows, needs ``jacobian``), ``"g"`` (the ngrad x ngrad gradient block)
+        or ``None`` (not computed; returned as ``None``).
+        """
         n = U.shape[0]
+        ng = self.ngrad
         cols = [U[:, i] for i in range(U.shape[1])]
         if self.kind == "constant-data":
-            return self._call(self._f, cols, (n,)), None
+            return self._call(self._f if jacobian else self._gf, cols, (n,)), None
         if self.kind == "moments":
-            c = self._call(self._f, cols, (n,)).reshape(n, self.q, self.degree + 1)
+            K = self.degree + 1
+            qq = self.q if jacobian else ng
+            c = self._call(self._f if jacobian else self._gf, cols, (n,)).reshape(n, qq, K)
             mean = c @ self._mono_mean
-            cov = np.einsum("nap,pr,nbr->nab", c, self._mono_cov, c, optimize=True)
+            if covariance is None:
+                return mean, None
+            cc = c if covariance == "full" else c[:, :ng]
+            cov = np.einsum("nap,pr,nbr->nab", cc, self._mono_cov, cc, optimize=True)
             return mean, cov
         # Sum over data in chunks of points x data (memory ~ chunk * q floats).
+        f = self._f if jacobian else self._sample_f
+        qq = self.q if jacobian else ng
+        qc = 0 if covariance is None else (qq if covariance == "full" else ng)
         m = self.data.size
-        per = max(1, chunk // max(1, n * self.q))
-        mean = np.zeros((n, self.q))
-        m2 = np.zeros((n, self.q, self.q))
+        per = max(1, chunk // max(1, n * qq))
+        mean = np.zeros((n, qq))
+        m2 = np.zeros((n, qc, qc))
         count = 0
         ucols = [c[:, None] for c in cols]
         for start in range(0, m, per):
             s = self.data[None, start : start + per]
             k = s.shape[1]
-            vals = self._call(self._f, ucols + [s], (n, k))  # (n, k, q)
+            vals = self._call(f, ucols + [s], (n, k))  # (n, k, qq)
             cmean = vals.mean(axis=1)
-            dev = vals - cmean[:, None, :]
-            cm2 = np.einsum("nka,nkb->nab", dev, dev, optimize=True)
             delta = cmean - mean
             tot = count + k
-            m2 += cm2 + np.einsum("na,nb->nab", delta, delta) * (count * k / tot)
+            if qc:
+                dev = vals[..., :qc] - cmean[:, None, :qc]
+                cm2 = np.einsum("nka,nkb->nab", dev, dev, optimize=True)
+                m2 += cm2 + np.einsum("na,nb->nab", delta[:, :qc], delta[:, :qc]) * (count * k / tot)
             mean += delta * (k / tot)
             count = tot
-        return mean, m2 / count
+        return mean, (m2 / count if qc else None)
+
+    def per_sample(self, cols, values) -> list:
+        """Gradient rows at data ``values`` (broadcast against the columns ``cols`` of u)."""
+        if self.kind == "constant-data":
+            return self._gf(*cols)
+        return self._sample_f(*cols, values)
+
+    def batch_mean(self, cols, index, rows) -> dict:
+        """Minibatch means of the gradient rows ``rows`` for every chain: ``{k: (n,) array or scalar}``.
+
+        ``cols`` are the d coordinate arrays (n,) of the chains; ``index`` (B, n) integer indices
+        into this part's data (ignored, and may be ``None``, when the rows do not depend on it).
+        Polynomial pieces :math:`\\sum_p c_p(u) s^p` evaluate the coefficients once per chain
+        and use the gathered batch means of :math:`s^p`.
+        """
+        if self.kind == "constant-data":
+            g = self._gf(*cols)
+            return {k: g[k] for k in rows}
+        if index is None and self.depends[list(rows)].any():
+            raise ValueError(f"gradient rows {list(rows)} depend on {self.variable}: its batch indices are required")
+        if self.kind == "moments":
+            K = self.degree + 1
+            coeffs = self._gf(*cols)  # ngrad*K entries
+            means = {}
+            out = {}
+            for k in rows:
+                acc = coeffs[k * K]
+                for p in range(1, K):
+                    if self._zero[k, p]:
+                        continue
+                    if p not in means:  # batch mean of s^p; (B, n) gather summed over axis 0
+                        means[p] = self._powers[p][index].sum(axis=0) * (1.0 / index.shape[0])
+                    acc = acc + coeffs[k * K + p] * means[p]
+                out[k] = acc
+            return out
+        if index is None:
+            index = np.zeros((1, cols[0].shape[0]), dtype=np.intp)
+        g = self._sample_f(*[c[None, :] for c in cols], self.data[index])
+        return {k: np.broadcast_to(g[k], index.shape).mean(axis=0) for k in rows}
 
 
 def _polynomial_degree(exprs, s) -> int | None:
@@ -270,30 +367,28 @@ class GAN:
             if any(e.has(_b) for e in vx) or any(e.has(_a) for e in vz):
                 separable = self.separable = False
             else:
-                parts.append(_Part(vx, us, xs, self.x))
-                parts.append(_Part(vz, us, zs, self.z))
+                parts.append(_Part(vx, us, xs, self.x, self.dim))
+                parts.append(_Part(vz, us, zs, self.z, self.dim))
         if not separable:
             vxz = grad_and_hessian(lambda k: stabilise_logs(objective(k).subs({_a: Dx, _b: Dg})))
             self._pair_exprs = vxz
             self._pair_f = sp.lambdify(us + [xs, zs], vxz, modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
         vR = grad_and_hessian(lambda k: R)
-        parts.append(_Part(vR, us, None, None))
+        parts.append(_Part(vR, us, None, None, self.dim))
         self._parts = parts
         self._value_f = sp.lambdify(
             us + [xs, zs],
             [stabilise_logs(JG.subs({_a: Dx, _b: Dg}) + R), stabilise_logs(JD.subs({_a: Dx, _b: Dg}) + R)],
             modules=[NUMPY_FUNCTIONS, "numpy"],
         )
-        # Per-sample gradient pieces for the training simulator (no Hessian part).
+        # Per-sample gradient rows of a non-separable loss (separable parts carry their own).
         d = self.dim
-        self._grad_x = sp.lambdify(us + [xs], vx[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True) if separable else None
-        self._grad_z = sp.lambdify(us + [zs], vz[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True) if separable else None
-        self._grad_R = sp.lambdify(us, vR[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
         self._pair_grad = (
             None
             if separable
             else sp.lambdify(us + [xs, zs], self._pair_exprs[:d], modules=[NUMPY_FUNCTIONS, "numpy"], cse=True)
         )
+        self._constant_covariance = None
 
     # ------------------------------------------------------------------ evaluation
     @property
@@ -309,64 +404,131 @@ class GAN:
             raise ValueError(f"points must have shape (n, {self.dim}), got {U.shape}")
         return U
 
-    def moments(self, U, chunk_points: int = 1 << 15) -> GradientMoments:
-        """Mean, Jacobian, covariance and covariance derivatives of :math:`g^{IJ}` at points ``U`` (n, d)."""
+    def moments(
+        self,
+        U,
+        chunk_points: int = 1 << 15,
+        *,
+        jacobian: bool = True,
+        covariance: bool = True,
+        covariance_derivative: bool = True,
+    ) -> GradientMoments:
+        """Mean, Jacobian, covariance and covariance derivatives of :math:`g^{IJ}` at points ``U`` (n, d).
+
+        By default everything is computed.  Callers that need less say so and get ``None`` in
+        the skipped fields: ``covariance_derivative=False`` skips the Hessian-gradient
+        covariances (then only the d x d covariance of ``g`` is formed), ``jacobian=False``
+        skips the mean Hessian (with ``covariance_derivative=False``, no Hessian expression is
+        evaluated at all), ``covariance=False`` skips the covariance.  What is returned is the
+        same (up to round-off) as the corresponding field of the full call.
+        """
         U = self._as_points(U)
         n, d = U.shape
-        q = d + d * d
-        mean = np.empty((n, q))
-        cov = np.empty((n, q, q))
-        for start in range(0, n, chunk_points):
-            sl = slice(start, min(n, start + chunk_points))
-            m, c = self._moments_v(U[sl])
-            mean[sl], cov[sl] = m, c
+        if covariance_derivative:
+            q = d + d * d
+            mean = np.empty((n, q))
+            cov = np.empty((n, q, q))
+            for start in range(0, n, chunk_points):
+                sl = slice(start, min(n, start + chunk_points))
+                m, c = self._moments_v(U[sl])
+                mean[sl], cov[sl] = m, c
+            g = mean[:, :d]
+            H = mean[:, d:].reshape(n, d, d)
+            sigma = cov[:, :d, :d]
+            cgh = cov[:, :d, d:].reshape(n, d, d, d)  # [k, l, m] = Cov(g_k, H_lm)
+            # d_m Sigma_kl = Cov(H_km, g_l) + Cov(g_k, H_lm)
+            dsigma = np.swapaxes(cgh, 1, 2) + cgh
+            return GradientMoments(
+                g,
+                H if jacobian else None,
+                0.5 * (sigma + np.swapaxes(sigma, 1, 2)) if covariance else None,
+                dsigma,
+            )
+        what = dict(jacobian=bool(jacobian), covariance="g" if covariance else None)
+        if n <= chunk_points:
+            mean, cov = self._moments_v(U, **what)
+        else:
+            mean = np.empty((n, d + d * d if jacobian else d))
+            cov = np.empty((n, d, d)) if covariance else None
+            for start in range(0, n, chunk_points):
+                sl = slice(start, min(n, start + chunk_points))
+                m, c = self._moments_v(U[sl], **what)
+                mean[sl] = m
+                if covariance:
+                    cov[sl] = c
         g = mean[:, :d]
-        H = mean[:, d:].reshape(n, d, d)
-        sigma = cov[:, :d, :d]
-        cgh = cov[:, :d, d:].reshape(n, d, d, d)  # [k, l, m] = Cov(g_k, H_lm)
-        # d_m Sigma_kl = Cov(H_km, g_l) + Cov(g_k, H_lm)
-        dsigma = np.swapaxes(cgh, 1, 2) + cgh
-        return GradientMoments(g, H, 0.5 * (sigma + np.swapaxes(sigma, 1, 2)), dsigma)
+        H = mean[:, d:].reshape(n, d, d) if jacobian else None
+        sigma = 0.5 * (cov + np.swapaxes(cov, 1, 2)) if covariance else None
+        return GradientMoments(g, H, sigma, None)
 
-    def _moments_v(self, U):
+    def _moments_v(self, U, jacobian: bool = True, covariance: str | None = "full"):
         n, d = U.shape
-        q = d + d * d
+        q = d + d * d if jacobian else d
+        qc = 0 if covariance is None else (q if covariance == "full" else d)
         mean = np.zeros((n, q))
-        cov = np.zeros((n, q, q))
+        cov = np.zeros((n, qc, qc)) if qc else None
         for part in self._parts:
-            m, c = part.evaluate(U)
+            m, c = part.evaluate(U, jacobian=jacobian, covariance=covariance)
             mean += m
-            if c is not None:
+            if c is not None and qc:
                 cov += c
         if not self.separable:
-            m, c = self._pair_moments(U)
+            m, c = self._pair_moments(U, jacobian=jacobian, covariance=covariance)
             mean += m
-            cov += c
+            if qc:
+                cov += c
         return mean, cov
 
-    def _pair_moments(self, U, chunk: int = 1 << 22):
+    def _pair_moments(self, U, chunk: int = 1 << 22, jacobian: bool = True, covariance: str | None = "full"):
         """Non-separable loss: sum over all N*M pairs in chunks (Chan et al. pairwise update)."""
         n, d = U.shape
-        q = d + d * d
+        q = d + d * d if jacobian else d
+        qc = 0 if covariance is None else (q if covariance == "full" else d)
+        f = self._pair_f if jacobian else self._pair_grad
         X, Z = np.meshgrid(self.x, self.z, indexing="ij")
         X, Z = X.ravel(), Z.ravel()
         per = max(1, chunk // max(1, n * q))
         mean = np.zeros((n, q))
-        m2 = np.zeros((n, q, q))
+        m2 = np.zeros((n, qc, qc))
         count = 0
         cols = [U[:, i, None] for i in range(d)]
         for start in range(0, X.size, per):
             xs, zs = X[None, start : start + per], Z[None, start : start + per]
             k = xs.shape[1]
-            vals = np.stack([np.broadcast_to(np.asarray(o, float), (n, k)) for o in self._pair_f(*cols, xs, zs)], -1)
+            vals = np.stack([np.broadcast_to(np.asarray(o, float), (n, k)) for o in f(*cols, xs, zs)], -1)
             cmean = vals.mean(axis=1)
-            dev = vals - cmean[:, None, :]
             delta = cmean - mean
             tot = count + k
-            m2 += np.einsum("nka,nkb->nab", dev, dev, optimize=True) + np.einsum("na,nb->nab", delta, delta) * (count * k / tot)
+            if qc:
+                dev = vals[..., :qc] - cmean[:, None, :qc]
+                m2 += np.einsum("nka,nkb->nab", dev, dev, optimize=True) + np.einsum(
+                    "na,nb->nab", delta[:, :qc], delta[:, :qc]
+                ) * (count * k / tot)
             mean += delta * (k / tot)
             count = tot
-        return mean, m2 / count
+        return mean, (m2 / count if qc else None)
+
+    def constant_gradient_covariance(self) -> bool:
+        r"""True if :math:`\Sigma(u) = \mathrm{Cov}(g^{IJ})` provably does not depend on ``u``.
+
+        Decided symbolically: every data-dependent gradient row is :math:`\alpha(u) + \beta(\text{data})`
+        (for polynomial pieces: no coefficient of a positive data power involves ``u``).  A
+        ``False`` may be conservative (the test is structural, no simplification).
+        """
+        if self._constant_covariance is None:
+            if self.separable:
+                ok = all(part.constant_covariance() for part in self._parts)
+            else:
+                xs, zs = symbol("x"), symbol("z")
+                ok = True
+                for e in self._pair_exprs[: self.dim]:
+                    for s in (xs, zs):
+                        ds = sp.diff(e, s)
+                        if any(sp.expand(sp.diff(ds, u)) != 0 for u in self.symbols):
+                            ok = False
+                ok = ok and all(part.constant_covariance() for part in self._parts)
+            self._constant_covariance = bool(ok)
+        return self._constant_covariance
 
     def gradient(self, U) -> np.ndarray:
         """Full-batch gradient vector :math:`g(u) = (\\nabla_\\theta \\Phi_G, \\nabla_\\omega \\Phi_D)`, shape (n, d)."""
@@ -393,14 +555,99 @@ class GAN:
         xv, zv = self.x[xj], self.z[zi]
         out = np.zeros(shape + (d,))
         if self.separable:
-            for f, s in ((self._grad_x, xv), (self._grad_z, zv)):
-                for k, o in enumerate(f(*cols, s)):
+            for part in self._parts:
+                if part.variable is None:
+                    continue
+                for k, o in enumerate(part.per_sample(cols, xv if part.variable == "x" else zv)):
                     out[..., k] += o
         else:
             for k, o in enumerate(self._pair_grad(*cols, xv, zv)):
                 out[..., k] += o
-        for k, o in enumerate(self._grad_R(*cols)):
-            out[..., k] += o
+        for part in self._parts:
+            if part.variable is None:
+                for k, o in enumerate(part.per_sample(cols, None)):
+                    out[..., k] += o
+        return out
+
+    # ------------------------------------------------------------------ minibatch gradients
+    @property
+    def batch_gradient_path(self) -> str:
+        """How :meth:`batch_gradient` computes: ``"separable: <kind of each part>"`` or ``"per-sample"``."""
+        if not self.separable:
+            return "per-sample"
+        names = {"constant-data": "constant"}
+        return "separable: " + ", ".join(names.get(p.kind, p.kind) for p in self._parts)
+
+    def data_dependence(self) -> dict:
+        """Which data variable each gradient component depends on: ``{"z": (d,) bool, "x": (d,) bool}``.
+
+        Structural (symbolic) and exact for separable models; for a non-separable loss, whether
+        the component's expression contains ``x`` / ``z``.  A component that does not depend
+        on a variable has the same minibatch mean whatever indices are drawn for it.
+        """
+        d = self.dim
+        out = {"z": np.zeros(d, dtype=bool), "x": np.zeros(d, dtype=bool)}
+        if self.separable:
+            for part in self._parts:
+                if part.variable is not None:
+                    out[part.variable] |= part.depends
+        else:
+            for var in ("x", "z"):
+                s = symbol(var)
+                out[var][:] = [e.has(s) for e in self._pair_exprs[:d]]
+        return out
+
+    def needs(self, rows=slice(None)) -> tuple[bool, bool]:
+        """``(needs z indices, needs x indices)`` for the minibatch gradient of the components ``rows``."""
+        dep = self.data_dependence()
+        return bool(dep["z"][rows].any()), bool(dep["x"][rows].any())
+
+    def batch_gradient(self, V, z_index, x_index, rows=None, *, fast: bool = True) -> np.ndarray:
+        r"""Minibatch-mean gradients :math:`g^{\mathcal B}(u) = B^{-1}\sum_k g^{I_k J_k}(u)` for many chains.
+
+        Coordinate-major layout (contiguous rows, fast for many chains and small d).
+
+        Parameters
+        ----------
+        V : (d, n) array
+            The chains' states, one column each.
+        z_index, x_index : (B, n) integer arrays or None
+            Each chain's batch of indices into ``z`` and ``x``.  An index array may be ``None``
+            when the requested rows do not depend on that variable (see :meth:`needs`).
+        rows : slice, optional
+            Fill only these components (the others are left zero on the fast path).
+        fast : bool
+            ``False`` forces the generic path
+            ``per_sample_gradients(V.T, z_index.T, x_index.T).mean(axis=1).T``.
+
+        Returns
+        -------
+        (d, n) array
+
+        For separable models :math:`g^{ij} = g^x(u, x_j) + g^z(u, z_i) + g^R(u)`; a piece that
+        is a polynomial :math:`\sum_p c_p(u) s^p` in its data variable has batch mean
+        :math:`\sum_p c_p(u)\,\overline{s^p}^{\mathcal B}`: its coefficients are evaluated once
+        per chain, and the data enter only through gathered powers.
+        """
+        V = np.asarray(V, dtype=float)
+        d = self.dim
+        if V.ndim != 2 or V.shape[0] != d:
+            raise ValueError(f"states must have shape ({d}, n), got {V.shape}")
+        n = V.shape[1]
+        if not (fast and self.separable):
+            ref = z_index if z_index is not None else x_index
+            Bn = 1 if ref is None else np.shape(ref)[0]
+            zi = np.zeros((n, Bn), int) if z_index is None else np.asarray(z_index).T
+            xi = np.zeros((n, Bn), int) if x_index is None else np.asarray(x_index).T
+            return self.per_sample_gradients(V.T, zi, xi).mean(axis=1).T
+        ks = range(d) if rows is None else range(*rows.indices(d))
+        cols = [V[k] for k in range(d)]
+        out = np.zeros((d, n))
+        for part in self._parts:
+            idx = None if part.variable is None else (x_index if part.variable == "x" else z_index)
+            got = part.batch_mean(cols, idx, ks)
+            for k in ks:
+                out[k] += got[k]
         return out
 
     def objectives(self, U) -> tuple[np.ndarray, np.ndarray]:

@@ -204,124 +204,44 @@ class MonteCarloResult:
 class BatchGradient:
     r"""Minibatch-mean gradient :math:`g^{\mathcal B}(u) = B^{-1}\sum_k g^{I_k J_k}(u)` for many chains.
 
-    Layout is coordinate-major: states ``V`` of shape (d, n) and index arrays of shape (B, n),
-    so that every array operation runs over contiguous memory (about 10x faster than (n, d)
-    for d = 2 with numpy's small-axis reductions).
-
-    Generic path: ``model.per_sample_gradients(V.T, I.T, J.T).mean(axis=1).T``.
-
-    Fast path (separable models): :math:`g^{ij} = g^x(u, x_j) + g^z(u, z_i) + g^R(u)`. Where a
-    piece is a polynomial :math:`\sum_p c_p(u) s^p` in its data variable, its batch mean is
-    :math:`\sum_p c_p(u)\,\overline{s^p}^{\mathcal B}`: the coefficients are evaluated once per
-    chain instead of once per sample and the data enter only through gathered powers. The
-    fast path is checked against the generic one at construction and dropped on any mismatch.
-    ``needs(rows)`` says which data indices the rows' gradients depend on at all (a
-    coefficient that is identically zero for every power :math:`p \ge 1`), so that an update
-    of only those rows may skip drawing the other index: the distribution of the update is
-    unchanged.
+    A thin wrapper over the model's public :meth:`~stationary.model.GAN.batch_gradient`
+    (coordinate-major: states ``V`` of shape (d, n), index arrays of shape (B, n)) that checks,
+    once at construction, the model's fast path against the generic
+    ``model.per_sample_gradients(V.T, I.T, J.T).mean(axis=1).T`` and falls back to the generic
+    path on any mismatch. ``needs(rows)`` says which data indices the rows' gradients depend on
+    at all, so that an update of only those rows may skip drawing the other index: the
+    distribution of the update is unchanged.
     """
 
     def __init__(self, model, check: bool = True):
         self.model = model
         self.d = model.dim
-        self.fast = False
-        self.path = "per-sample"
-        try:
-            self._setup_fast()
-        except Exception:  # private layout of the model changed: the generic path is always right
-            self.fast = False
+        self.path = getattr(model, "batch_gradient_path", "per-sample")
+        self.fast = self.path != "per-sample"
         if self.fast and check:
             rng = np.random.default_rng(0)
             V = rng.normal(size=(self.d, 5))
             zi = rng.integers(0, model.z.size, (3, 5))
             xi = rng.integers(0, model.x.size, (3, 5))
             ref = model.per_sample_gradients(V.T, zi.T, xi.T).mean(axis=1).T
-            got = self(V, zi, xi)
-            if not np.allclose(got, ref, rtol=1e-10, atol=1e-12 * (1 + np.abs(ref).max())):
+            try:
+                got = model.batch_gradient(V, zi, xi)
+                ok = np.allclose(got, ref, rtol=1e-10, atol=1e-12 * (1 + np.abs(ref).max()))
+            except Exception:  # the generic path is always right
+                ok = False
+            if not ok:
                 self.fast = False
-        if self.fast:
-            self.path = "separable: " + ", ".join(p[0] for p in self._pieces)
-
-    def _setup_fast(self):
-        m = self.model
-        parts = getattr(m, "_parts", None)
-        if not getattr(m, "separable", False) or parts is None:
-            return
-        d = self.d
-        pieces = []
-        probe = [np.array([0.3, -0.7]) + 0.1 * k for k in range(d)]
-        self._uses = {"x": np.zeros(d, bool), "z": np.zeros(d, bool)}
-        for part in parts:
-            if part.kind == "constant-data":
-                pieces.append(("constant", None, None, None))
-            elif part.kind in ("moments", "data-sum"):
-                which = "x" if part.datasym.name == "x" else "z"
-                if part.kind == "moments":
-                    data = m.x if which == "x" else m.z
-                    K = part.degree + 1
-                    powers = data[:, None] ** np.arange(K)[None, :]
-                    pieces.append(("moments", which, part, np.ascontiguousarray(powers.T)))
-                    c = part._f(*probe)
-                    for k in range(d):
-                        # lambdify returns a plain 0 for a coefficient that is identically zero.
-                        self._uses[which][k] = any(not (np.isscalar(c[k * K + p]) and c[k * K + p] == 0) for p in range(1, K))
-                else:
-                    pieces.append(("data-sum", which, part, None))
-                    self._uses[which][:] = True
-            else:
-                return
-        if [p[1] for p in pieces if p[1] is not None] != ["x", "z"]:
-            return
-        self._pieces = pieces
-        self.fast = True
+                self.path = "per-sample"
 
     def needs(self, rows) -> tuple[bool, bool]:
         """``(needs z index, needs x index)`` for the gradient components ``rows``."""
         if not self.fast:
             return True, True
-        return bool(self._uses["z"][rows].any()), bool(self._uses["x"][rows].any())
+        return self.model.needs(rows)
 
     def __call__(self, V: np.ndarray, z_index, x_index, rows=None) -> np.ndarray:
         """Batch-mean gradient, shape (d, n); only ``rows`` (a slice) are filled when given."""
-        m, d = self.model, self.d
-        n = V.shape[1]
-        if not self.fast:
-            N, M = m.z.size, m.x.size
-            B = (z_index if z_index is not None else x_index).shape[0]
-            zi = np.zeros((n, B), int) if z_index is None else z_index.T
-            xi = np.zeros((n, B), int) if x_index is None else x_index.T
-            return m.per_sample_gradients(V.T, zi, xi).mean(axis=1).T
-        ks = range(d) if rows is None else range(*rows.indices(d))
-        cols = [V[k] for k in range(d)]
-        out = np.zeros((d, n))
-        for kind, which, part, powers in self._pieces:
-            if kind == "constant":
-                g = m._grad_R(*cols)
-                for k in ks:
-                    out[k] += g[k]
-            elif kind == "moments":
-                idx = x_index if which == "x" else z_index
-                K = part.degree + 1
-                coeffs = part._f(*cols)  # q*K entries, gradient rows first
-                means = {}
-                for k in ks:
-                    acc = coeffs[k * K]
-                    for p in range(1, K):
-                        c = coeffs[k * K + p]
-                        if np.isscalar(c) and c == 0:
-                            continue
-                        if p not in means:  # batch mean of s^p; (B, n) gather summed over axis 0
-                            means[p] = powers[p][idx].sum(axis=0) * (1.0 / idx.shape[0])
-                        acc = acc + c * means[p]
-                    out[k] += acc
-            else:
-                idx = x_index if which == "x" else z_index
-                f = m._grad_x if which == "x" else m._grad_z
-                vals = (m.x if which == "x" else m.z)[idx]
-                g = f(*[c[None, :] for c in cols], vals)
-                for k in ks:
-                    out[k] += np.broadcast_to(g[k], idx.shape).mean(axis=0)
-        return out
+        return self.model.batch_gradient(V, z_index, x_index, rows, fast=self.fast)
 
 
 # --------------------------------------------------------------------------- the engine

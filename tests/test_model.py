@@ -114,3 +114,54 @@ def test_bad_model_input():
     from stationary import DataError
     with pytest.raises(DataError, match="non-finite"):
         GAN(["theta"], ["omega"], "theta + z", "omega*x", z=[0.0, float("nan")], x=x)
+
+
+@pytest.mark.parametrize("name, model", MODELS, ids=[m[0] for m in MODELS])
+def test_batch_gradient_public_api(name, model, rng):
+    """Fast minibatch means (coordinate-major) equal the per-sample route; rows and data dependence."""
+    d, n, Bn = model.dim, 9, 5
+    V = rng.normal(0.2, 0.5, size=(d, n))
+    zi, xi = rng.integers(0, model.z.size, (Bn, n)), rng.integers(0, model.x.size, (Bn, n))
+    ref = model.per_sample_gradients(V.T, zi.T, xi.T).mean(axis=1).T
+    assert rel_err(model.batch_gradient(V, zi, xi), ref) < 1e-12
+    np.testing.assert_array_equal(model.batch_gradient(V, zi, xi, fast=False), ref)
+    dep = model.data_dependence()
+    for k in range(d):
+        got = model.batch_gradient(V, zi if dep["z"][k] else None, xi if dep["x"][k] else None, slice(k, k + 1))
+        assert rel_err(got[k], ref[k]) < 1e-12
+        assert model.needs(slice(k, k + 1)) == (bool(dep["z"][k]), bool(dep["x"][k]))
+    # With a separable loss the generator's gradient never sees the real data x.
+    if model.separable:
+        assert not dep["x"][: model.dim_theta].any()
+    assert model.separable == model.batch_gradient_path.startswith("separable")
+
+
+@pytest.mark.parametrize("name, model", MODELS, ids=[m[0] for m in MODELS])
+def test_moments_skip_flags(name, model, rng):
+    """Reduced moments (no covariance derivatives, optionally no Jacobian / covariance) equal the full ones."""
+    U = rng.normal(0.2, 0.5, size=(6, model.dim))
+    full = model.moments(U)
+    for jac in (True, False):
+        for cov in (True, False):
+            m = model.moments(U, jacobian=jac, covariance=cov, covariance_derivative=False)
+            assert m.covariance_derivative is None
+            assert rel_err(m.mean, full.mean) < 1e-13
+            assert (m.jacobian is None) != jac and (m.covariance is None) != cov
+            if jac:
+                assert rel_err(m.jacobian, full.jacobian) < 1e-13
+            if cov:
+                assert rel_err(m.covariance, full.covariance) < 1e-12
+    # Chunked evaluation gives the same numbers.
+    m = model.moments(U, chunk_points=4, covariance_derivative=False)
+    assert rel_err(m.covariance, full.covariance) < 1e-12
+
+
+def test_constant_gradient_covariance():
+    assert lq_model(n=8).constant_gradient_covariance()
+    for name, model in MODELS:
+        U = np.array([[0.1] * model.dim, [0.9] * model.dim])
+        S = model.moments(U).covariance
+        if model.constant_gradient_covariance():
+            np.testing.assert_array_equal(S[0], S[1])
+        else:
+            assert not np.allclose(S[0], S[1]), name

@@ -174,10 +174,23 @@ def test_rotational_ou_with_full_diffusion(scheme):
     mean, cov = ou_reference(ROT_A, ROT_a)
     sd = np.sqrt(np.diag(cov))
     # +-5 sd: the truncated Gaussian mass (< 1e-6) is far below the tolerance
-    res = stationary_density(sde, Grid(-5 * sd, 5 * sd, (256, 256)), scheme=scheme)
+    res = stationary_density(sde, Grid(-5 * sd, 5 * sd, (256, 256)), scheme=scheme, cross="central")
     assert res.success
     assert np.abs(res.covariance - cov).max() / np.abs(cov).max() < 1e-3
     assert np.abs(res.mean - mean).max() / sd.max() < 1e-3
+
+
+def test_rotational_ou_default_monotone_stencil_is_second_order():
+    sde = ou_sde(ROT_A, ROT_a)
+    mean, cov = ou_reference(ROT_A, ROT_a)
+    sd = np.sqrt(np.diag(cov))
+    errs = []
+    for n in (64, 128, 256):
+        res = stationary_density(sde, Grid(-5 * sd, 5 * sd, (n, n)))
+        assert res.cross_stencil == "monotone" and res.min_density >= 0
+        errs.append(np.abs(res.covariance - cov).max() / np.abs(cov).max())
+    slope = -np.polyfit(np.log([64, 128, 256]), np.log(errs), 1)[0]
+    assert abs(slope - 2) <= 0.3 and errs[-1] < 3e-3, (errs, slope)
 
 
 def test_degenerate_axis_falls_back_to_upwind_and_says_so():

@@ -27,14 +27,30 @@ def test_lq_wgan_matches_continuous_lyapunov(lq, update, noise):
     lo, hi = box(mean, cov)
     ns = [64, 128, 256]
     cov_errs = []
+    # The shared-batch noise is strongly correlated (rho = 0.67): the monotone split keeps only
+    # 5 % of the axis diffusion on this box and is first-order-like here (see test below), so
+    # the second-order claim is made for the central cross stencil, whose fluxes are resolved.
+    cross = "central" if noise == "shared-batch" else "auto"
     for n in ns:
-        res = stationary_density(sde, Grid(lo, hi, (n, n)), scheme="sg")
+        res = stationary_density(sde, Grid(lo, hi, (n, n)), scheme="sg", cross=cross)
         assert res.success, res.message
         m_err, c_err = rel_errors(res, mean, cov)
         cov_errs.append(c_err)
     assert m_err < 1e-3 and c_err < 1e-3, (m_err, c_err)
     slope = -np.polyfit(np.log(ns), np.log(cov_errs), 1)[0]
     assert abs(slope - 2) <= 0.3, (cov_errs, slope)
+
+
+def test_shared_batch_default_stencil_is_monotone_and_converges(lq):
+    sde = gan_sde(lq, "sml", eta=0.1, batch=4, noise="shared-batch")
+    mean, cov, _ = linear_gaussian_reference(sde)
+    errs = []
+    for n in (64, 128, 256):
+        res = stationary_density(sde, Grid(*box(mean, cov), (n, n)))
+        assert res.cross_stencil == "monotone" and res.monotone and res.min_density >= 0
+        errs.append(rel_errors(res, mean, cov)[1])
+    assert any("keeps only" in note for note in res.notes)
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 2e-2, errs
 
 
 def test_lq_noise_models_and_updates_differ_as_the_paper_says(lq):
