@@ -330,7 +330,8 @@ def _frozen_anisotropy(prob: FipyProblem, p_at: np.ndarray):
 
     def apply(q):
         probe.setValue(np.asarray(q, dtype=float))
-        return np.asarray(source.value, dtype=float).copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(source.value, dtype=float).copy()
 
     return apply
 
@@ -411,7 +412,8 @@ def solve_fipy(
     p_before = np.asarray(var.value, dtype=float).copy()
     for n_sweeps in range(1, max_sweeps + 1):
         p_before = np.asarray(var.value, dtype=float).copy()
-        eq.sweep(var=var, solver=solver)
+        with np.errstate(divide="ignore", invalid="ignore"):  # FiPy's 3-d rotation tensor divides by 0 inside a where
+            eq.sweep(var=var, solver=solver)
         cur = np.asarray(var.value, dtype=float)
         cur = cur / cur.sum()
         if prev is not None:
