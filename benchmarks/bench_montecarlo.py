@@ -71,7 +71,7 @@ def main():
     r = simulate_sde(sde, eta, chains=C, burn_in=0.0, duration=dur / 4, seed=1, progress=False)
     rates["SDE (EM)"] = r.steps * C / r.seconds
     print(f"{'SDE Euler-Maruyama':<28}{rates['SDE (EM)']:>16.3g}{r.steps:>8}{r.seconds:>10.2f}   "
-          f"{rates['SDE (EM)'] / 1e7:.2f}x  (b, a from model.moments every step)")
+          f"{rates['SDE (EM)'] / 1e7:.2f}x  (diffusion: {r.settings['diffusion']})")
 
     # ------------------------------------------------------------------ time to accuracy
     mean, cov, _ = linear_gaussian_reference(sde)

@@ -176,12 +176,34 @@ class _Part:
         if self.kind == "moments":
             K = self.degree + 1
             qq = self.q if jacobian else ng
-            c = self._call(self._f if jacobian else self._gf, cols, (n,)).reshape(n, qq, K)
-            mean = c @ self._mono_mean
+            f = self._f if jacobian else self._gf
+            if covariance == "full":
+                c = self._call(f, cols, (n,)).reshape(n, qq, K)
+                mean = c @ self._mono_mean
+                cov = np.einsum("nap,pr,nbr->nab", c, self._mono_cov, c, optimize=True)
+                return mean, cov
+            # Reduced path: sum the nonzero coefficients times the monomial means row by row (a
+            # batched (qq, K) @ (K,) matmul is several times slower for small qq, K).
+            out = f(*cols)
+            mean = np.empty((n, qq))
+            for k in range(qq):
+                acc = 0.0
+                for p in range(K):
+                    if not self._zero[k, p]:
+                        acc = acc + out[k * K + p] * self._mono_mean[p]
+                mean[:, k] = acc
             if covariance is None:
                 return mean, None
-            cc = c if covariance == "full" else c[:, :ng]
-            cov = np.einsum("nap,pr,nbr->nab", cc, self._mono_cov, cc, optimize=True)
+            # Cov(g_a, g_b) = sum_{p, r >= 1} c_ap C_pr c_br (the s^0 column is constant).
+            live = [p for p in range(1, K) if not self._zero[:ng, p].all()]
+            C = self._mono_cov
+            cov = np.zeros((n, ng, ng))
+            for a in range(ng):
+                w = [sum(out[a * K + p] * C[p, r] for p in live if not self._zero[a, p]) for r in live]
+                for b in range(a, ng):
+                    v = sum(w[i] * out[b * K + r] for i, r in enumerate(live) if not self._zero[b, r])
+                    cov[:, a, b] = v
+                    cov[:, b, a] = v
             return mean, cov
         # Sum over data in chunks of points x data (memory ~ chunk * q floats).
         f = self._f if jacobian else self._sample_f

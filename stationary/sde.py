@@ -39,6 +39,13 @@ class SDE:
         ``(n, d)`` array :math:`\sum_j \partial_j a_{kj}`; central differences if omitted.
     coefficients : callable, optional
         ``coefficients(U) -> (b, a, div a)`` computed together (faster when they share work).
+    drift_and_diffusion : callable, optional
+        ``drift_and_diffusion(U, diffusion=True) -> (b, a)`` (``a`` may be ``None`` when
+        ``diffusion=False``): what a time stepper needs, without the divergence. Checked against
+        ``drift`` and ``diffusion`` at the validation point.
+    constant_diffusion : bool
+        Declare that ``a`` does not depend on ``u`` (checked at two points): simulators then
+        factorise it once.
     names : sequence of str, optional
         Coordinate names (default ``u0, u1, ...``).
     description : str
@@ -57,6 +64,8 @@ class SDE:
         names: Sequence[str] | None = None,
         description: str = "",
         validate_at=None,
+        drift_and_diffusion: Callable | None = None,
+        constant_diffusion: bool = False,
     ):
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise SDEError(f"dim must be a positive integer, got {dim!r}")
@@ -64,6 +73,8 @@ class SDE:
         self._drift, self._diffusion = drift, diffusion
         self._divergence = diffusion_divergence
         self._coefficients = coefficients
+        self._drift_and_diffusion = drift_and_diffusion
+        self.constant_diffusion = bool(constant_diffusion)
         self.names = list(names) if names is not None else [f"u{i}" for i in range(self.dim)]
         if len(self.names) != self.dim:
             raise SDEError(f"{len(self.names)} names for dimension {self.dim}")
@@ -120,6 +131,27 @@ class SDE:
             )
         return self.drift(U), self.diffusion(U), self.diffusion_divergence(U)
 
+    def drift_and_diffusion(self, U, *, diffusion: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(b, a)`` at ``U``: what an Euler–Maruyama step needs (no divergence).
+
+        ``diffusion=False`` returns ``(b, None)`` (for a stepper that factorised a constant ``a``
+        once). Uses the SDE's own ``drift_and_diffusion`` when given, else ``coefficients``
+        (when b and a are computed together), else ``drift`` and ``diffusion``.
+        """
+        U = self._points(U)
+        n = U.shape[0]
+        if self._drift_and_diffusion is not None:
+            b, a = self._drift_and_diffusion(U, diffusion=diffusion)
+        elif self._coefficients is not None:
+            b, a, _ = self._coefficients(U)
+        else:
+            b = self._drift(U)
+            a = self._diffusion(U) if diffusion else None
+        b = np.asarray(b, float).reshape(n, self.dim)
+        if not diffusion:
+            return b, None
+        return b, np.asarray(a, float).reshape(n, self.dim, self.dim)
+
     # -------------------------------------------------------------- checks
     def validate(self, point) -> None:
         """Evaluate once at ``point`` and raise :class:`SDEError` on wrong shapes, non-finite
@@ -134,6 +166,20 @@ class SDE:
         if a.size != self.dim**2:
             raise SDEError(f"diffusion returned shape {a.shape}, expected (1, {self.dim}, {self.dim})")
         check_coefficients(b.reshape(1, self.dim), a.reshape(1, self.dim, self.dim), point)
+        if self._drift_and_diffusion is not None:
+            b2, a2 = self._drift_and_diffusion(point, diffusion=True)
+            b2, a2 = np.asarray(b2, float).reshape(b.shape), np.asarray(a2, float).reshape(a.shape)
+            for label, x, y in (("drift", b2, b), ("diffusion", a2, a)):
+                if not np.allclose(x, y, rtol=1e-9, atol=1e-12 * (1 + np.abs(y).max())):
+                    raise SDEError(f"drift_and_diffusion disagrees with {label} at u = {point[0].tolist()}: {x.tolist()} vs {y.tolist()}")
+        if self.constant_diffusion:
+            other = point + np.linspace(0.5, -0.3, self.dim)[None, :]
+            a2 = np.asarray(self._diffusion(other), dtype=float).reshape(a.shape)
+            if not np.allclose(a2, a, rtol=1e-9, atol=1e-12 * (1 + np.abs(a).max())):
+                raise SDEError(
+                    f"constant_diffusion=True, but a = {a.reshape(self.dim, self.dim).tolist()} at u = {point[0].tolist()} "
+                    f"and {a2.reshape(self.dim, self.dim).tolist()} at u = {other[0].tolist()}"
+                )
 
     def __repr__(self) -> str:
         return f"SDE(dim={self.dim}, names={self.names}, description={self.description!r})"
@@ -176,6 +222,9 @@ def gan_sde(model, update: str = "alt", eta: float = 0.1, batch: int = 1, noise:
     paper's model) and, for ``noise="shared-batch"`` (SML with one batch for both players),
     :math:`M = S\Sigma S = [[\Sigma_\theta, -\Sigma_{\theta\omega}], [-\Sigma_{\omega\theta}, \Sigma_\omega]]`.
     The divergence :math:`\sum_l \partial_l a_{kl}` is exact, from per-sample Hessians.
+    ``drift_and_diffusion`` skips it (and, for ``"sml"``, the Hessians altogether);
+    ``constant_diffusion`` is set when :meth:`GAN.constant_gradient_covariance` proves
+    :math:`\Sigma` constant.
     """
     if update not in UPDATES:
         raise SDEError(f"unknown update {update!r}; choose from {list(UPDATES)}")
@@ -197,23 +246,31 @@ def gan_sde(model, update: str = "alt", eta: float = 0.1, batch: int = 1, noise:
         mask = np.ones((d, d))
     weight = mask * np.outer(s, s) * (eta / batch)  # a_kl = weight_kl * Sigma_kl
 
-    def coefficients(U):
-        mom = model.moments(U)
-        g, H = mom.mean, mom.jacobian
+    def drift(g, H):
         b0 = s * g
+        if update == "sml":
+            return b0
         J = s[None, :, None] * H  # d b0_k / d u_l
         if update == "alt":
             b1 = -0.5 * np.einsum("nkl,nl->nk", J, b0)
             b1[:, :dth] -= np.einsum("nkl,nl->nk", H[:, :dth, dth:], g[:, dth:])
-            b = b0 + eta * b1
-        elif update == "sml2":
-            b = b0 - 0.5 * eta * np.einsum("nkl,nl->nk", J, b0)
-        else:
-            b = b0
+            return b0 + eta * b1
+        return b0 - 0.5 * eta * np.einsum("nkl,nl->nk", J, b0)  # sml2
+
+    def coefficients(U):
+        mom = model.moments(U)
+        b = drift(mom.mean, mom.jacobian)
         a = weight * mom.covariance
         dsig = mom.covariance_derivative  # [n, k, l, m] = d_m Sigma_kl
         div = np.einsum("kl,nkll->nk", weight, dsig)
         return b, a, div
+
+    def drift_and_diffusion(U, diffusion=True):
+        # Only what an Euler–Maruyama step needs: mean g (and mean Jacobian for ALT/SML2), and
+        # the d x d covariance of g; no Hessian-gradient covariances, no divergence.
+        mom = model.moments(U, jacobian=update != "sml", covariance=diffusion, covariance_derivative=False)
+        b = drift(mom.mean, mom.jacobian)
+        return b, (weight * mom.covariance if diffusion else None)
 
     desc = f"{update.upper()}-SDE of {model.name} (eta={eta}, B={batch}, noise={noise})"
     sde = SDE(
@@ -224,6 +281,8 @@ def gan_sde(model, update: str = "alt", eta: float = 0.1, batch: int = 1, noise:
         coefficients=coefficients,
         names=model.names,
         description=desc,
+        drift_and_diffusion=drift_and_diffusion,
+        constant_diffusion=model.constant_gradient_covariance(),
     )
     sde.model, sde.update, sde.eta, sde.batch, sde.noise = model, update, eta, batch, noise
     return sde

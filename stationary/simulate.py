@@ -714,7 +714,29 @@ def matrix_sqrt_psd(a: np.ndarray) -> np.ndarray:
 
     Negative eigenvalues (round-off of rank-deficient ``a``) are clipped to zero; unlike a
     Cholesky factor this exists for every PSD matrix, singular or not.
+
+    For d = 1 and d = 2 the same principal root in closed form (about 20x faster than a
+    batched ``eigh``): :math:`\sigma = (a + s I)/t`, :math:`s = \sqrt{\max(\det a, 0)}`,
+    :math:`t = \sqrt{\mathrm{tr}\, a + 2 s}`, for which Cayley–Hamilton gives
+    :math:`\sigma^2 - a = (s^2 - \det a)/t^2\, I`, i.e. round-off only, singular or not.
     """
+    a = np.asarray(a, dtype=float)
+    d = a.shape[-1]
+    if d == 1:
+        return np.sqrt(np.clip(a, 0.0, None))
+    if d == 2:
+        a00, a11 = a[..., 0, 0], a[..., 1, 1]
+        a01 = 0.5 * (a[..., 0, 1] + a[..., 1, 0])
+        a00c, a11c = np.clip(a00, 0.0, None), np.clip(a11, 0.0, None)
+        sdet = np.sqrt(np.clip(a00c * a11c - a01 * a01, 0.0, None))
+        t = np.sqrt(a00c + a11c + 2.0 * sdet)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(t > 0, 1.0 / t, 0.0)
+        out = np.empty(a.shape)
+        out[..., 0, 0] = (a00c + sdet) * inv
+        out[..., 1, 1] = (a11c + sdet) * inv
+        out[..., 0, 1] = out[..., 1, 0] = a01 * inv
+        return out
     lam, V = np.linalg.eigh(0.5 * (a + np.swapaxes(a, -1, -2)))
     return (V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]) @ np.swapaxes(V, -1, -2)
 
@@ -763,21 +785,35 @@ def simulate_sde(
     dt = float(dt)
     d = sde.dim
     sq = math.sqrt(dt)
-    # One call for b and a when the SDE computes them together; otherwise skip the divergence
-    # (finite differences of a), which Euler–Maruyama does not need.
-    together = getattr(sde, "_coefficients", None) is not None
+    # b and a only (no divergence, which Euler–Maruyama does not need); a constant diffusion
+    # (declared by the SDE, or proved by gan_sde for its model) is factorised once.
+    constant = bool(getattr(sde, "constant_diffusion", False))
+    has_dd = callable(getattr(sde, "drift_and_diffusion", None))
+    if constant:
+        a0 = np.asarray(sde.diffusion(np.zeros(d)), float).reshape(1, d, d)
+        if not np.all(np.isfinite(a0)):
+            raise SimulationError(f"constant diffusion is not finite: a = {a0[0].tolist()}")
+        sig0 = sq * matrix_sqrt_psd(a0)[0]
 
-    def step(V, rng):
-        xi = rng.standard_normal(V.shape)  # (d, n)
-        U = V.T
-        if together:
-            b, a, _ = sde.coefficients(U)
-        else:
-            b, a = sde.drift(U), sde.diffusion(U)
-        sig = matrix_sqrt_psd(a)
-        V += b.T * dt + sq * np.einsum("nkl,ln->kn", sig, xi)
+        def step(V, rng):
+            xi = rng.standard_normal(V.shape)  # (d, n)
+            b = sde.drift_and_diffusion(V.T, diffusion=False)[0] if has_dd else sde.drift(V.T)
+            V += b.T * dt + sig0 @ xi
 
-    settings = dict(description=f"Euler-Maruyama of {getattr(sde, 'description', 'SDE')} (dt={dt})")
+    else:
+
+        def step(V, rng):
+            xi = rng.standard_normal(V.shape)  # (d, n)
+            U = V.T
+            if has_dd:
+                b, a = sde.drift_and_diffusion(U)
+            else:
+                b, a = sde.drift(U), sde.diffusion(U)
+            sig = matrix_sqrt_psd(a)
+            V += b.T * dt + sq * np.einsum("nkl,ln->kn", sig, xi)
+
+    settings = dict(description=f"Euler-Maruyama of {getattr(sde, 'description', 'SDE')} (dt={dt})",
+                    diffusion="constant (factorised once)" if constant else "state-dependent")
     return _run(process="sde", step=step, d=d, names=list(getattr(sde, "names", [f"u{k}" for k in range(d)])),
                 dt=dt, chains=chains, burn_in=burn_in, duration=duration, seed=seed, init=init,
                 record_every=record_every, n_batches=n_batches, histogram=histogram, bound=bound,

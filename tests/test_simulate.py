@@ -92,6 +92,50 @@ def test_matrix_sqrt_rank_deficient():
     np.testing.assert_allclose(s @ np.swapaxes(s, 1, 2), a, atol=1e-12)
 
 
+def test_drift_and_diffusion_fast_path(lq):
+    """gan_sde's drift_and_diffusion (no divergence, no Hessian for SML) equals coefficients();
+    the constant-diffusion stepper matches the general one to round-off on the same random numbers."""
+    from stationary import SDE
+    from stationary.sde import SDEError
+    rng = np.random.default_rng(2)
+    for model in (lq, tanh_model()):
+        U = rng.normal(0.3, 0.7, size=(11, 2))
+        for update, noise in (("alt", "paper"), ("sml", "paper"), ("sml", "shared-batch"), ("sml2", "paper")):
+            sde = gan_sde(model, update, ETA, B, noise)
+            b, a, _ = sde.coefficients(U)
+            b2, a2 = sde.drift_and_diffusion(U)
+            np.testing.assert_allclose(b2, b, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(a2, a, rtol=1e-12, atol=1e-14)
+            assert sde.drift_and_diffusion(U, diffusion=False)[1] is None
+            assert sde.constant_diffusion == (model is lq)
+    sde = gan_sde(lq, "alt", ETA, B)
+    run = lambda: simulate_sde(sde, 0.05, chains=32, burn_in=0.0, duration=5.0, seed=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShortRunWarning)
+        fast = run()
+        sde.constant_diffusion = False
+        slow = run()
+    assert fast.settings["diffusion"] != slow.settings["diffusion"]
+    np.testing.assert_allclose(fast.final, slow.final, rtol=1e-9, atol=1e-12)
+    # A user SDE: default drift_and_diffusion, and a false constant-diffusion claim is refused.
+    user = SDE(lambda U: -U, lambda U: np.eye(2)[None] * (1 + U[:, :1, None] ** 2), 2)
+    b, a = user.drift_and_diffusion(np.ones((3, 2)))
+    np.testing.assert_allclose(a, 2 * np.eye(2)[None].repeat(3, 0))
+    with pytest.raises(SDEError, match="constant_diffusion"):
+        SDE(lambda U: -U, lambda U: np.eye(2)[None] * (1 + U[:, :1, None] ** 2), 2, constant_diffusion=True)
+
+
+def test_matrix_sqrt_closed_form_matches_eigh():
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(200, 2, 2))
+    A = A @ np.swapaxes(A, 1, 2)
+    lam, V = np.linalg.eigh(A)
+    ref = (V * np.sqrt(lam)[..., None, :]) @ np.swapaxes(V, 1, 2)
+    np.testing.assert_allclose(matrix_sqrt_psd(A), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(matrix_sqrt_psd(np.zeros((1, 2, 2))), 0.0)
+    np.testing.assert_allclose(matrix_sqrt_psd(np.array([[[4.0]]])), [[[2.0]]])
+
+
 def test_integrated_time_ar1():
     rng = np.random.default_rng(3)
     phi, n, c = 0.8, 20000, 32
