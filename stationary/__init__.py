@@ -14,6 +14,7 @@ from .exact import linear_gaussian_reference
 from .simulate import MonteCarloResult, simulate_sde, simulate_training
 from .discrete import discrete_reference, euler_maruyama_reference
 from .compare import Comparison, compare
+from .identities import IDENTITIES, IdentityError, IdentityResult, evaluate_identity, evaluate_identities, generator_action, identity_convergence, monte_carlo_identities
 
 __version__ = "0.1.0"
 
@@ -23,4 +24,6 @@ __all__ = [
     "SDEError", "gan_sde", "METHODS", "solve_stationary", "stationary_density", "linear_gaussian_reference",
     "MonteCarloResult", "simulate_training", "simulate_sde", "discrete_reference", "euler_maruyama_reference",
     "Comparison", "compare",
+    "IDENTITIES", "IdentityError", "IdentityResult", "evaluate_identity", "evaluate_identities", "generator_action",
+    "identity_convergence", "monte_carlo_identities",
 ]
