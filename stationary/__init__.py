@@ -15,6 +15,7 @@ from .simulate import MonteCarloResult, simulate_sde, simulate_training
 from .discrete import discrete_reference, euler_maruyama_reference
 from .compare import Comparison, compare
 from .identities import IDENTITIES, IdentityError, IdentityResult, evaluate_identity, evaluate_identities, generator_action, identity_convergence, monte_carlo_identities
+from .schedule import FDRSchedule, ScheduledTrainingResult, simulate_scheduled_training
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,6 @@ __all__ = [
     "MonteCarloResult", "simulate_training", "simulate_sde", "discrete_reference", "euler_maruyama_reference",
     "Comparison", "compare",
     "IDENTITIES", "IdentityError", "IdentityResult", "evaluate_identity", "evaluate_identities", "generator_action",
-    "identity_convergence", "monte_carlo_identities",
+    "identity_convergence", "monte_carlo_identities", "FDRSchedule", "ScheduledTrainingResult",
+    "simulate_scheduled_training",
 ]

@@ -270,3 +270,58 @@ def test_vanilla_grid_identities_converge_fine():
         r = identity_convergence(name, sde, grids, results=results)
         print(r)
         assert r.trend["slope"] > 0.6, r  # first order expected (degenerate direction, MATH.md section 4)
+
+
+# ----------------------------------------------------------------------------- schedule
+from stationary.schedule import FDRSchedule, ScheduleError, minibatch_ratio_terms, simulate_scheduled_training  # noqa: E402
+
+
+def test_schedule_reduces_eta_exactly_when_the_ratio_condition_holds():
+    s = FDRSchedule(epsilon=0.1, delta=0.2).start(1.0, chains=4)
+    # ratios 1.0, 1.05, 1.2, 0.85: only |r - 1| < 0.1 reduces
+    hit = s.observe(np.array([1.0, 1.05, 1.2, 0.85]), np.ones(4))
+    np.testing.assert_array_equal(hit, [True, True, False, False])
+    np.testing.assert_allclose(s.eta, [0.8, 0.8, 1.0, 1.0])
+    for _ in range(50):  # never otherwise, however long
+        s.observe(np.array([2.0, -1.0, 1.2, 0.85]), np.ones(4))
+    np.testing.assert_allclose(s.eta, [0.8, 0.8, 1.0, 1.0])
+    s.observe(np.zeros(4), np.zeros(4))  # 0/0: undefined ratio, no reduction
+    np.testing.assert_allclose(s.eta, [0.8, 0.8, 1.0, 1.0])
+
+
+def test_schedule_running_average_window_and_floor():
+    s = FDRSchedule(epsilon=0.05, delta=0.5, window=3, eta_min=0.3).start(1.0, chains=2)
+    # per-step ratios 0.5, 1.5, 1.0 (chain 0) average to 1.0 only once the window is full
+    for num in ([0.5, 1.0], [1.5, 1.0]):
+        assert not s.observe(np.array(num), np.ones(2)).any()
+    np.testing.assert_array_equal(s.observe(np.array([1.0, 1.0]), np.ones(2)), [True, True])
+    np.testing.assert_allclose(s.eta, [0.5, 0.5])
+    # the window restarts: two more steps are not enough
+    assert not s.observe(np.ones(2), np.ones(2)).any()
+    assert not s.observe(np.ones(2), np.ones(2)).any()
+    s.observe(np.ones(2), np.ones(2))
+    np.testing.assert_allclose(s.eta, [0.3, 0.3])  # 0.25 floored at eta_min
+    with pytest.raises(ScheduleError):
+        FDRSchedule(delta=1.5)
+    with pytest.raises(ScheduleError):
+        FDRSchedule(window=0)
+
+
+def test_minibatch_ratio_terms_by_hand():
+    U = np.array([[2.0, 3.0]])
+    G = np.array([[[1.0, 10.0], [3.0, 14.0]]])  # B = 2: means (2, 12), unbiased variances (2, 8)
+    num, den = minibatch_ratio_terms(U, G, G, eta=0.4, dim_theta=1)
+    np.testing.assert_allclose(num, [2 * 2 - 3 * 12])
+    np.testing.assert_allclose(den, [0.4 / 4 * (2 + 8)])
+
+
+def test_scheduled_training_constant_baseline_and_reductions(lq):
+    base = simulate_scheduled_training(lq, None, "alt", 0.1, 4, steps=200, chains=64, seed=1)
+    assert base.success and np.all(base.eta_final == 0.1) and base.gradient_evaluations == 200 * 8
+    sched = simulate_scheduled_training(lq, FDRSchedule(epsilon=1e9, delta=0.01), "alt", 0.1, 4, steps=200,
+                                        chains=64, seed=1)
+    np.testing.assert_allclose(sched.eta_final, 0.1 * 0.99**200)  # the condition always holds
+    never = simulate_scheduled_training(lq, FDRSchedule(epsilon=1e-12, delta=0.5, window=5), "alt", 0.1, 4,
+                                        steps=200, chains=64, seed=1)
+    assert np.all(never.eta_final == 0.1)
+    np.testing.assert_allclose(never.final, base.final)  # same random stream, same updates
