@@ -25,9 +25,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--shape", type=lambda s: [int(v) for v in s.split(",")], default=None, help="grid cells per axis, e.g. 128,128")
         sp.add_argument("--scheme", default=None, help="flux scheme: sg, sqra, upwind, central")
         sp.add_argument("--method", default=None, help="solver: auto, direct, bordered, gmres, bicgstab, eigen")
+        sp.add_argument("--backend", default=None, help="assembler: native (default) or fipy (d <= 3)")
 
-    common(sub.add_parser("run", help="solve the stationary density and write a report"))
+    common(sub.add_parser("run", help="everything: existence checks, stationary density, Monte Carlo, report"))
     common(sub.add_parser("solve", help="solve the stationary density only"))
+    common(sub.add_parser("simulate", help="long-run Monte Carlo of the training algorithm and the SDE only"))
+    common(sub.add_parser("check", help="existence diagnostics (equilibria, dissipativity, ellipticity) only"))
     sub.add_parser("cases", help="list the bundled cases")
     return p
 
@@ -38,9 +41,9 @@ def _load(args):
     case = load_case(args.case or DEFAULT_CASE)
     shape = args.shape
     if args.quick and shape is None:
-        from .pipeline import DEFAULT_SHAPE
+        from .pipeline import QUICK_SHAPE
 
-        shape = [max(16, DEFAULT_SHAPE[case.model.dim] // 4)] * case.model.dim
+        shape = [QUICK_SHAPE[case.model.dim]] * case.model.dim
     return case.with_overrides(eta=args.eta, batch=args.batch, shape=shape)
 
 
@@ -53,6 +56,8 @@ def _solve(args, case):
         opts["scheme"] = args.scheme
     if args.method:
         opts["method"] = args.method
+    if args.backend:
+        opts["backend"] = args.backend
     t0 = time.perf_counter()
     res = solve_case(case, **opts)
     out = args.out or Path("results") / case.name
@@ -60,6 +65,78 @@ def _solve(args, case):
     print(f"{case.name}: stationary density on {res.grid!r} in {time.perf_counter() - t0:.2f} s: {res.message}")
     print(f"  mean {res.mean.round(6).tolist()}, sd {res.std.round(6).tolist()}")
     return res, block, out
+
+
+def _out(args, case) -> Path:
+    return args.out or Path("results") / case.name
+
+
+def _run(args, case) -> int:
+    from .pipeline import run_case
+    from .report import write_run_report
+
+    t0 = time.perf_counter()
+    opts = {k: v for k, v in (("scheme", args.scheme), ("method", args.method), ("backend", args.backend)) if v}
+    run = run_case(case, quick=args.quick, seed=args.seed, progress=sys.stderr.isatty(),
+                   shape=case.grid.get("shape") if args.shape else None, **opts)
+    out = _out(args, case)
+    write_run_report(out, run)
+    for check, verdict, evidence in run.verdicts:
+        print(f"  {verdict:<5} {check}: {evidence[:160]}")
+    print(f"{case.name}: {'all checks passed' if run.success else 'a check failed'} in {time.perf_counter() - t0:.1f} s; "
+          f"report {out / 'report.html'}")
+    if not run.success:
+        failed = next(e for c, v, e in run.verdicts if v == "FAIL")
+        print(f"stationary: {failed.splitlines()[0][:300]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check(args, case) -> int:
+    from .existence import diagnose
+    from .io import atomic_write_json
+    from .pipeline import case_grid
+
+    try:
+        grid = case_grid(case)
+    except ValueError:
+        grid = None
+    rep = diagnose(case.sde(), grid)
+    print(f"{case.name}: {rep.verdict}")
+    for line in rep.evidence:
+        print(f"  {line}")
+    out = _out(args, case)
+    atomic_write_json(out / "existence.json", rep.to_dict())
+    if rep.verdict == "no invariant probability measure":
+        print(f"stationary: no invariant probability measure for {case.name}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _simulate(args, case) -> int:
+    from .io import atomic_write_json
+    from .pipeline import montecarlo_settings
+    from .simulate import simulate_sde, simulate_training
+
+    st = montecarlo_settings(case, args.quick, args.seed)
+    out = _out(args, case)
+    common = dict(chains=st["chains"], burn_in=st["burn_in"], duration=st["duration"], seed=st["seed"],
+                  progress=sys.stderr.isatty())
+    results = {
+        "sga": simulate_training(case.model, case.update if case.update != "sml2" else "sml", case.eta, case.batch,
+                                 case.batches, checkpoint=out / "checkpoint_sga.npz", resume=True, **common),
+        "sde": simulate_sde(case.sde(), st["dt"], checkpoint=out / "checkpoint_sde.npz", resume=True, **common),
+    }
+    payload = {"case": case.name, "montecarlo": {}}
+    for proc, mc in results.items():
+        print(mc)
+        payload["montecarlo"][proc] = mc.to_dict()
+    atomic_write_json(out / "result.json", payload)
+    bad = [mc for mc in results.values() if not mc.success]
+    if bad:
+        print(f"stationary: {bad[0].message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv=None) -> int:
@@ -73,6 +150,12 @@ def main(argv=None) -> int:
                 print(f"{name:24s} {c.model.dim}-d  {c.description}")
             return 0
         case = _load(args)
+        if args.command == "run":
+            return _run(args, case)
+        if args.command == "check":
+            return _check(args, case)
+        if args.command == "simulate":
+            return _simulate(args, case)
         res, block, out = _solve(args, case)
         verdicts = [("stationary solve", "PASS" if res.success else "FAIL", res.message)]
         for w in res.info.get("warnings", []):
@@ -87,6 +170,9 @@ def main(argv=None) -> int:
             print(f"stationary: {res.message}", file=sys.stderr)
             return 1
         return 0
+    except KeyboardInterrupt:
+        print("stationary: interrupted (checkpoints, if any, are kept; rerun to resume)", file=sys.stderr)
+        return 130
     except (CaseError, ValueError) as exc:
         print(f"stationary: {exc}", file=sys.stderr)
         return 2

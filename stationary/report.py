@@ -65,3 +65,94 @@ mass at boundary {st.get('mass_at_boundary', float('nan')):.2e}, {st.get('second
 </body></html>
 """
     atomic_write_bytes(out / "report.html", page.encode())
+
+
+def _mc_block(mc) -> dict:
+    out = mc.to_dict() if hasattr(mc, "to_dict") else {}
+    for key in ("mean", "covariance", "stderr_mean", "stderr_covariance"):
+        v = getattr(mc, key, None)
+        out[key] = None if v is None else np.asarray(v).tolist()
+    return out
+
+
+def write_run_report(out: Path, run) -> dict:
+    """All outputs of :func:`stationary.pipeline.run_case`: ``result.json`` (DESIGN.md fields),
+    ``density.npz``, figures and ``report.html``.  Returns the JSON payload."""
+    from .plotting import plot_convergence, plot_density, plot_identities, plot_marginals
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    case = run.case
+    sde = case.sde()
+    payload = {
+        "case": case.name,
+        "settings": {"update": case.update, "eta": case.eta, "batch": case.batch, "noise": case.noise, "batches": case.batches},
+        "success": run.success,
+        "verdicts": [{"check": c, "verdict": v, "evidence": e} for c, v, e in run.verdicts],
+        "existence": run.existence.to_dict(),
+    }
+    figures = []
+    if run.stationary is not None:
+        res = run.stationary
+        payload["stationary"] = write_solve_outputs(out, case, res, sde)
+        payload["stationary"]["grid_error"] = {k: np.asarray(v).tolist() for k, v in (run.grid_error or {}).items()}
+        figures += ["density.png", "marginals.png"]
+        hist = None
+        if "sde" in run.montecarlo and run.montecarlo["sde"].histogram is not None and res.grid.ndim >= 2:
+            h = run.montecarlo["sde"].histogram
+            dens = h.density()
+            others = tuple(range(2, dens.ndim))
+            if others:
+                widths = [np.diff(h.edges[k]) for k in others]
+                dens = dens.sum(axis=others) * float(np.prod([w[0] for w in widths]))
+            hist = (dens, h.edges[0], h.edges[1])
+        if hist is not None:
+            plot_density(res, sde, out / "density_mc.png", names=case.model.names, samples_hist=hist,
+                         title=f"{case.name}: grid density, SDE Monte Carlo contours (red)")
+            figures.insert(0, "density_mc.png")
+        series = {}
+        for proc, mc in run.montecarlo.items():
+            if mc.histogram is None:
+                continue
+            h = mc.histogram
+            p = h.probabilities()
+            per_axis = []
+            for k in range(res.grid.ndim):
+                others = tuple(j for j in range(res.grid.ndim) if j != k)
+                c = 0.5 * (h.edges[k][1:] + h.edges[k][:-1])
+                per_axis.append((c, p.sum(axis=others) / np.diff(h.edges[k])))
+            series["training (" + case.update.upper() + ")" if proc == "sga" else "SDE (Euler-Maruyama)"] = per_axis
+        if series:
+            plot_marginals(res, out / "marginals.png", names=case.model.names, others=series)
+        if run.coarse is not None:
+            hs = [float(run.coarse.grid.spacing.max()), float(res.grid.spacing.max())]
+            ref = run.references.get("gaussian", {})
+            if "covariance" in ref:
+                cov = np.asarray(ref["covariance"])
+                errs = [np.abs(r.covariance - cov).max() / np.abs(cov).max() for r in (run.coarse, res)]
+                label = "covariance error vs exact (relative)"
+            else:
+                diff = np.abs(res.covariance - run.coarse.covariance).max() / np.abs(res.covariance).max()
+                errs = [diff, diff / 4]
+                label = "covariance change under refinement (fine point: order-2 guess)"
+            plot_convergence(hs, errs, out / "convergence.png", label=label)
+            figures.append("convergence.png")
+    if run.montecarlo:
+        payload["montecarlo"] = {proc: _mc_block(mc) for proc, mc in run.montecarlo.items()}
+    if run.comparisons:
+        payload["comparisons"] = {proc: c.to_dict() for proc, c in run.comparisons.items()}
+    if run.references:
+        payload["references"] = run.references
+    if run.identities:
+        # identities.<name>.lhs/.rhs/.stderr from the SDE Monte Carlo (error bars), else the grid.
+        payload["identities"] = {}
+        for name, parts in run.identities.items():
+            main = parts.get("montecarlo") or parts.get("grid")
+            block = main.to_dict()
+            if "grid" in parts:
+                block["grid"] = parts["grid"].to_dict()
+            payload["identities"][name] = block
+        plot_identities(run.identities, out / "identities.png")
+        figures.append("identities.png")
+    write_report(out, case, payload, figures, run.verdicts)
+    return payload
