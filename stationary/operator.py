@@ -68,15 +68,16 @@ def _bernoulli(x: np.ndarray) -> np.ndarray:
 
 
 def _sg(beta, D, h):
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # D = 0 gives 0 * inf here; those faces are replaced by the upwind limit by the caller.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         P = beta * h / D
-    return D / h * _bernoulli(-P), D / h * _bernoulli(P)
+        return D / h * _bernoulli(-P), D / h * _bernoulli(P)
 
 
 def _sqra(beta, D, h):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         half = np.clip(0.5 * beta * h / D, -700.0, 700.0)
-    return D / h * np.exp(half), D / h * np.exp(-half)
+        return D / h * np.exp(half), D / h * np.exp(-half)
 
 
 def _upwind(beta, D, h):
