@@ -350,8 +350,9 @@ class IdentityResult:
 
 def _result(name, what, lhs, rhs, se_l, se_r, se_d, source, count, message="", trend=None, scale=np.nan):
     diff = rhs - lhs
-    scale = max(abs(lhs), abs(rhs))
-    rel = diff / scale if scale > 0 else np.nan
+    size = max(abs(lhs), abs(rhs))
+    rel = diff / size if size > 0 else np.nan
+    scale = scale if np.isfinite(scale) else size  # the cancelling terms' size when known
     z = diff / se_d if se_d > 0 else np.nan
     return IdentityResult(name, what, float(lhs), float(rhs), float(diff), float(rel), float(se_d), float(se_l),
                           float(se_r), float(z), float(scale), source, int(count), trend or {}, True, 0, message)
