@@ -7,7 +7,8 @@ from .formula import FormulaError, parse_formula
 from .grid import Grid, GridError
 from .model import GAN, GradientMoments
 from .operator import FokkerPlanckOperator, assemble, SCHEMES
-from .results import StationaryResult
+from .results import ErrorEstimate, StationaryResult
+from .spectral import SpectralGap, relaxation_time
 from .sde import SDE, SDEError, gan_sde
 from .solve import METHODS, solve_stationary, stationary_density
 from .exact import linear_gaussian_reference
@@ -21,7 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DataError", "load_data", "FormulaError", "parse_formula", "Grid", "GridError", "GAN",
-    "GradientMoments", "FokkerPlanckOperator", "assemble", "SCHEMES", "StationaryResult", "SDE",
+    "GradientMoments", "FokkerPlanckOperator", "assemble", "SCHEMES", "StationaryResult", "ErrorEstimate",
+    "SpectralGap", "relaxation_time", "SDE",
     "SDEError", "gan_sde", "METHODS", "solve_stationary", "stationary_density", "linear_gaussian_reference",
     "MonteCarloResult", "simulate_training", "simulate_sde", "discrete_reference", "euler_maruyama_reference",
     "Comparison", "compare",

@@ -147,7 +147,7 @@ def montecarlo_settings(case, quick: bool = False, seed=None) -> dict:
 
 def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, progress: bool = False, shape=None,
              **solve_options) -> RunResult:
-    """Existence diagnostics -> stationary density (with a coarse-grid error estimate) ->
+    """Existence diagnostics -> stationary density (with its Richardson grid error estimate) ->
     Monte Carlo of the training algorithm and of the SDE -> comparisons and verdicts."""
     from .existence import diagnose
     from .simulate import simulate_sde, simulate_training
@@ -185,19 +185,27 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
         verdicts.append(("discretisation", "WARN", w))
     for n in res.notes:
         verdicts.append(("discretisation", "INFO", n))
-    # Coarse-grid error estimate: |Q_h - Q_2h| bounds the error of Q_h for any order >= 1.
-    coarse_shape = tuple(max(3, n // 2) for n in res.grid.shape)
-    coarse = stationary_density(sde, Grid(res.grid.lower, res.grid.upper, coarse_shape),
-                                scheme=res.scheme, cross=case.grid.get("cross", "auto"))
-    grid_error = {"mean": np.abs(res.mean - coarse.mean), "covariance": np.abs(res.covariance - coarse.covariance)}
-    verdicts.append(("grid error estimate", "INFO",
-                     f"|mean(h) - mean(2h)| up to {grid_error['mean'].max():.2e}, |cov(h) - cov(2h)| up to {grid_error['covariance'].max():.2e}"))
+    # Grid error estimate from the result itself (Richardson on h, 2h and, shapes allowing, 4h:
+    # stationary.richardson); the half-resolution solve doubles as the coarse grid below.
+    if res.error is not None:
+        err = res.error
+        coarse = err.coarse_results[0]
+        grid_error = {"mean": np.asarray(err.mean_error), "covariance": np.asarray(err.covariance_error)}
+        verdicts.append(("grid error estimate", "INFO",
+                         f"Richardson, order {err.order:.2f} ({err.order_source}); |mean error| up to {grid_error['mean'].max():.2e}, "
+                         f"|cov error| up to {grid_error['covariance'].max():.2e}"
+                         + ("" if err.l1_error is None else f", L1 error {err.l1_error:.2e}")
+                         + "".join(f"; {n}" for n in err.notes)))
+    else:
+        coarse, grid_error = None, None
+        why = "; ".join(w for w in res.info.get("warnings", []) if "error estimate" in w) or "no coarser grid possible"
+        verdicts.append(("grid error estimate", "WARN", f"not available: {why}"))
     mcs, comps, refs, identities = {}, {}, {}, {}
     try:
         identity_names = identities_for(sde)
     except Exception:
         identity_names = []
-    for name in identity_names:
+    for name in identity_names if coarse is not None else []:
         try:
             r = identity_convergence(name, sde, [coarse.grid, res.grid], results=[coarse, res])
         except IdentityError as exc:
@@ -279,11 +287,16 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
         sd = np.sqrt(np.diag(cov))
         m_err = float(np.abs(res.mean - mean).max() / sd.max())
         c_err = float(np.abs(res.covariance - cov).max() / np.abs(cov).max())
-        est = float(grid_error["covariance"].max() / np.abs(cov).max())
         refs["gaussian"] = {"mean": mean, "covariance": cov, "mean_error": m_err, "covariance_error": c_err}
-        # |Q_h - Q_2h| bounds the error of Q_h whenever the observed order is at least 1.
-        verdicts.append(("grid vs exact Gaussian", "PASS" if c_err <= est + 1e-12 else "FAIL",
-                         f"mean error {m_err:.2e} sd, covariance error {c_err:.2e} relative (coarse-grid estimate {est:.2e})"))
+        if grid_error is None:
+            verdicts.append(("grid vs exact Gaussian", "INFO",
+                             f"mean error {m_err:.2e} sd, covariance error {c_err:.2e} relative (no grid error estimate)"))
+        else:
+            est = float(grid_error["covariance"].max() / np.abs(cov).max())
+            # The Richardson estimate claims the error to within a factor 2 (tests/test_error_estimate.py).
+            verdicts.append(("grid vs exact Gaussian", "PASS" if c_err <= 2 * est + 1e-12 else "FAIL",
+                             f"mean error {m_err:.2e} sd, covariance error {c_err:.2e} relative (Richardson estimate {est:.2e}, "
+                             f"ratio {c_err / max(est, 1e-300):.2f}; within a factor 2 claimed)"))
     except Exception as exc:
         refs["gaussian"] = {"unavailable": str(exc).splitlines()[0]}
     return RunResult(case, existence, res, coarse, grid_error, mcs, comps, refs, verdicts, identities)

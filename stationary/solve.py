@@ -286,17 +286,52 @@ def result_from_vector(
 
 
 def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto", cross: str = "auto",
-                       backend: str = "native", **solve_options) -> StationaryResult:
+                       backend: str = "native", *, error_estimate: bool = True, spectral_gap: bool = False,
+                       **solve_options) -> StationaryResult:
     """Assemble and solve in one call: ``solve_stationary(assemble(sde, grid, scheme, cross), method)``.
 
     ``backend="fipy"`` (d ≤ 3) assembles and solves with FiPy instead
     (:func:`stationary.backends.fipy.solve_fipy`; ``scheme`` "sg" means FiPy's exponential
     scheme; ``method`` and ``cross`` do not apply; ``solve_options`` go to ``solve_fipy``).
+
+    ``error_estimate`` (default on) solves again on the same box with half, and when the
+    shape allows a quarter, of the cells per axis and attaches a Richardson
+    :class:`~stationary.results.ErrorEstimate` as ``result.error``
+    (:func:`stationary.richardson.estimate_error`; about 1/2^d + 1/4^d of the fine cost).
+    ``spectral_gap`` (native backend) attaches the gap and relaxation time of ``L`` as
+    ``result.spectral`` (:func:`stationary.spectral.relaxation_time`).
     """
+    from dataclasses import replace
+
     if backend == "fipy":
         from .backends.fipy import solve_fipy
 
-        return solve_fipy(sde, grid, scheme=scheme, **solve_options)
-    if backend != "native":
+        res = solve_fipy(sde, grid, scheme=scheme, **solve_options)
+        op = None
+    elif backend != "native":
         raise ValueError(f"unknown backend {backend!r}; choose from ['native', 'fipy']")
-    return solve_stationary(assemble(sde, grid, scheme=scheme, cross=cross), method=method, **solve_options)
+    else:
+        op = assemble(sde, grid, scheme=scheme, cross=cross)
+        res = solve_stationary(op, method=method, **solve_options)
+    changes = {}
+    if spectral_gap:
+        if op is None:
+            res.info.setdefault("warnings", []).append("spectral_gap needs the native operator: not computed")
+        else:
+            from .spectral import relaxation_time
+
+            changes["spectral"] = relaxation_time(op)
+    del op  # the coarse solves need not keep the fine matrix alive
+    if error_estimate:
+        from .richardson import estimate_error
+
+        def coarse(g):
+            return stationary_density(sde, g, scheme=scheme, method=method, cross=cross, backend=backend,
+                                      error_estimate=False, **solve_options)
+
+        try:
+            changes["error"] = estimate_error(res, coarse)
+        except Exception as exc:  # an estimate must never cost the answer: say why it is missing
+            log.warning("grid error estimate failed: %s", exc)
+            res.info.setdefault("warnings", []).append(f"grid error estimate failed: {exc}")
+    return replace(res, **changes) if changes else res
