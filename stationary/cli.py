@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     common(sub.add_parser("simulate", help="long-run Monte Carlo of the training algorithm and the SDE only"))
     common(sub.add_parser("check", help="existence diagnostics (equilibria, dissipativity, ellipticity) only"))
     sub.add_parser("cases", help="list the bundled cases")
+    _sweep_parser(sub)
     return p
 
 
@@ -139,6 +140,60 @@ def _simulate(args, case) -> int:
     return 0
 
 
+def _sweep_parser(sub):
+    sp = sub.add_parser("sweep", help="stationary law over a grid of eta, B, update, noise model and regularisation, on Dask")
+    sp.add_argument("case", nargs="?", default=None, help="case file or bundled case name (default: lq-wgan)")
+    sp.add_argument("--eta", default=None, help="learning rates: start:stop:count (log-spaced) or v1,v2,...")
+    sp.add_argument("--batch", default=None, help="batch sizes: b1,b2,...")
+    sp.add_argument("--update", default=None, help="update rules: alt,sml,sml2 (default: the case's)")
+    sp.add_argument("--noise", default=None, help="noise models: paper,shared-batch (ALT takes paper only)")
+    sp.add_argument("--lambda", dest="lam", default=None, help="regularisation strengths: scale factors on the case's regularizer")
+    sp.add_argument("--set", dest="constants", action="append", default=[], metavar="NAME=V1,V2",
+                    help="sweep a model constant (repeatable); values as for --eta")
+    sp.add_argument("--montecarlo", action="store_true", help="also run Monte Carlo of the training algorithm and the SDE")
+    sp.add_argument("--chains", type=int, default=None, help="Monte Carlo chains (default: the case's)")
+    sp.add_argument("--duration", type=float, default=None, help="Monte Carlo duration in SDE time (default: the case's)")
+    sp.add_argument("--burn-in", type=float, default=None, help="Monte Carlo burn-in in SDE time (default: the case's)")
+    sp.add_argument("--shape", type=lambda s: [int(v) for v in s.split(",")], default=None, help="grid cells per axis")
+    sp.add_argument("--seed", type=int, default=0, help="sweep seed (Monte Carlo seeds derive from it and the setting)")
+    sp.add_argument("--workers", type=int, default=None, help="local Dask worker processes (default: all cores)")
+    sp.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    sp.add_argument("--out", type=Path, default=None, help="results directory (default: results/<case>/sweep)")
+    sp.add_argument("--no-figures", action="store_true", help="skip spread.png")
+    sp.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _sweep(args) -> int:
+    from .cases import DEFAULT_CASE, load_case
+    from .sweep import parse_values, sweep
+
+    case = load_case(args.case or DEFAULT_CASE)
+    constants = {}
+    for item in args.constants:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set {item!r}: expected NAME=V1,V2,...")
+        constants[name.strip()] = parse_values(values)
+    mc = False
+    if args.montecarlo:
+        mc = {"chains": args.chains, "duration": args.duration, "burn_in": args.burn_in}
+    res = sweep(case, eta=None if args.eta is None else parse_values(args.eta),
+                batch=None if args.batch is None else parse_values(args.batch, int),
+                updates=None if args.update is None else args.update.split(","),
+                noise=None if args.noise is None else args.noise.split(","),
+                lam=None if args.lam is None else parse_values(args.lam), constants=constants or None,
+                montecarlo=mc, shape=args.shape, seed=args.seed, workers=args.workers, scheduler=args.scheduler,
+                out=args.out, progress=not args.quiet, figures=not args.no_figures)
+    print(res)
+    for r in res.table:
+        if r["status"] != "ok":
+            print(f"  {r['status']:<20} {r['id']}: {r['reason']}")
+    if not res.success:
+        print(f"stationary: {res.counts.get('failed', 0)} setting(s) failed; rerun to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .cases import CaseError, bundled_cases, load_case
@@ -149,6 +204,8 @@ def main(argv=None) -> int:
                 c = load_case(name)
                 print(f"{name:24s} {c.model.dim}-d  {c.description}")
             return 0
+        if args.command == "sweep":
+            return _sweep(args)
         case = _load(args)
         if args.command == "run":
             return _run(args, case)

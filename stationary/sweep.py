@@ -289,6 +289,8 @@ def run_setting(source: dict, setting: Setting, options: dict) -> dict:
         if limits is not None:
             limits.unregister()
     row["seconds_total"] = time.perf_counter() - t_all
+    # Empty text is None, as an empty CSV cell reads back: the table survives a CSV round trip.
+    row = {k: (None if v == "" else v) for k, v in row.items()}
     return {"schema": _SCHEMA, "setting": setting.to_dict(), "options_hash": options["hash"], "row": row, "details": details}
 
 
@@ -430,7 +432,7 @@ def _compute(source, setting, options, row, details):
                 row["mc_sga_max_z"] = float(np.nanmax(np.abs(z)))
         elif sga.status == 1:
             row["training_invariant"] = False
-            details["training_reason"] = f"training chains diverged: {sga.message}"
+            details.setdefault("training_reason", f"training chains diverged: {sga.message}")
         if not mcs["sde"].success:
             status, reason = "failed", f"SDE Monte Carlo: {mcs['sde'].message}"
     if status == "ok" and row["training_invariant"] is False:
@@ -515,7 +517,8 @@ def _failed_record(setting: Setting, options: dict, reason: str) -> dict:
     row = {c: None for c in _columns(options["names"])}
     row.update(id=setting.id, update=setting.update, noise=setting.noise, eta=setting.eta, batch=setting.batch,
                eta_over_batch=setting.eta / setting.batch, lam=setting.lam,
-               constants=";".join(f"{k}={v:g}" for k, v in setting.constants), status="failed", reason=reason[:300])
+               constants=";".join(f"{k}={v:g}" for k, v in setting.constants) or None, status="failed",
+               reason=reason[:300] or None)
     return {"schema": _SCHEMA, "setting": setting.to_dict(), "options_hash": options["hash"], "row": row, "details": {}}
 
 
@@ -723,6 +726,7 @@ def plot_sweep(table, out, names=None) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     out = Path(out)
     updates = sorted({r["update"] for r in table}, key=lambda u: ("alt", "sml", "sml2").index(u) if u in ("alt", "sml", "sml2") else 9)
@@ -741,7 +745,8 @@ def plot_sweep(table, out, names=None) -> list[Path]:
             label = f"{g[0]}, B={g[1]}" + (f", lam={g[2]:g}" if g[2] >= 0 else "") + (f", {g[3]}" if g[3] else "")
             ok = [r for r in rs if r["spread"] is not None]
             ax.plot([r["eta_over_batch"] for r in ok], [r["spread"] for r in ok], "-", color=col, label=f"SDE (grid): {label}")
-            mc = [r for r in rs if r["mc_sga_spread"] is not None]
+            # A diverging training run has no long-run spread: its Monte Carlo numbers are transients.
+            mc = [r for r in rs if r["mc_sga_spread"] is not None and r["status"] == "ok"]
             if mc:
                 ax.errorbar([r["eta_over_batch"] for r in mc], [r["mc_sga_spread"] for r in mc],
                             yerr=[2 * (r["mc_sga_spread_stderr"] or 0) for r in mc], fmt="s", ms=4, color=col,
@@ -752,7 +757,10 @@ def plot_sweep(table, out, names=None) -> list[Path]:
                         ms=7, label=f"training (exact): {label}")
             bad = [r for r in rs if r["status"] in ("no-invariant-measure", "training-diverges")]
             if bad:
-                edge = min(r["eta_over_batch"] for r in bad)
+                first = min(r["eta_over_batch"] for r in bad)
+                below = [r["eta_over_batch"] for r in rs if r["eta_over_batch"] < first and r["status"] == "ok"]
+                # The edge lies between the last stable and the first unstable setting.
+                edge = math.sqrt(first * max(below)) if below else first
                 ax.axvline(edge, color=col, ls=":", lw=1)
                 ax.plot([r["eta_over_batch"] for r in bad], [ymin] * len(bad), "x", color=col, ms=8,
                         label=f"no invariant law ({'SDE' if bad[0]['status'] == 'no-invariant-measure' else 'training'}): {label}")
@@ -761,6 +769,7 @@ def plot_sweep(table, out, names=None) -> list[Path]:
             x0 = min(xs)
             ax.plot([x0, max(xs)], [ymin, ymin * max(xs) / x0], "k--", lw=0.8, label="slope 1")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yscale("log")
         ax.set_xlabel(r"$\eta / B$")
         ax.set_ylabel(r"spread $\mathrm{tr}\,\mathrm{Cov}$")
