@@ -50,10 +50,10 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(_jsonable(obj), indent=2) + "\n").encode())
 
 
-def atomic_savez(path, **arrays) -> None:
-    """``numpy.savez_compressed``, written atomically."""
+def atomic_savez(path, compress: bool = True, **arrays) -> None:
+    """``numpy.savez_compressed`` (or ``savez`` for fast checkpoints), written atomically."""
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import diagnostics as diag
 from .grid import Grid
+from .io import atomic_savez
 
 __all__ = ["simulate_training", "simulate_sde", "MonteCarloResult", "Histogram", "BatchGradient", "SimulationError"]
 
@@ -334,18 +335,6 @@ class _Accumulators:
             setattr(self, k, np.array(arr))
 
 
-def _atomic_savez(path: Path, **arrays):
-    """Write ``path`` so that a reader sees the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _run(
     *,
     process,
@@ -435,7 +424,7 @@ def _run(
         if ckpt is None:
             return
         arrays = {"acc_" + k: v for k, v in acc_state.items()}
-        _atomic_savez(ckpt, signature=np.array(signature), step=np.array(step_no), U=U_, seconds=np.array(seconds), **arrays)
+        atomic_savez(ckpt, compress=False, signature=np.array(signature), step=np.array(step_no), U=U_, seconds=np.array(seconds), **arrays)
 
     if checkpoint_every is None:
         every_steps, every_seconds = None, None
