@@ -165,8 +165,9 @@ class _Part:
         """Mean and covariance over the data at points ``U`` (n, d).
 
         ``jacobian=False``: only the gradient rows (mean (n, ngrad)); ``covariance`` is
-        ``"full"`` (all q rows, needs ``jacobian``), ``"g"`` (the ngrad x ngrad gradient block)
-        or ``None`` (not computed; returned as ``None``).
+        ``"full"`` (all q rows, needs ``jacobian``), ``"rows"`` (the ngrad gradient rows against
+        all q rows, shape (n, ngrad, q): all that Sigma and its derivatives need, q/ngrad times
+        cheaper), ``"g"`` (the ngrad x ngrad gradient block) or ``None`` (not computed).
         """
         n = U.shape[0]
         ng = self.ngrad
@@ -177,10 +178,11 @@ class _Part:
             K = self.degree + 1
             qq = self.q if jacobian else ng
             f = self._f if jacobian else self._gf
-            if covariance == "full":
+            if covariance in ("full", "rows"):
                 c = self._call(f, cols, (n,)).reshape(n, qq, K)
                 mean = c @ self._mono_mean
-                cov = np.einsum("nap,pr,nbr->nab", c, self._mono_cov, c, optimize=True)
+                left = c if covariance == "full" else c[:, :ng]
+                cov = np.einsum("nap,pr,nbr->nab", left, self._mono_cov, c, optimize=True)
                 return mean, cov
             # Reduced path: sum the nonzero coefficients times the monomial means row by row (a
             # batched (qq, K) @ (K,) matmul is several times slower for small qq, K).
@@ -208,11 +210,12 @@ class _Part:
         # Sum over data in chunks of points x data (memory ~ chunk * q floats).
         f = self._f if jacobian else self._sample_f
         qq = self.q if jacobian else ng
-        qc = 0 if covariance is None else (qq if covariance == "full" else ng)
+        qc = 0 if covariance is None else (qq if covariance in ("full", "rows") else ng)
+        qa = ng if covariance == "rows" else qc  # left (row) count of the covariance block
         m = self.data.size
         per = max(1, chunk // max(1, n * qq))
         mean = np.zeros((n, qq))
-        m2 = np.zeros((n, qc, qc))
+        m2 = np.zeros((n, qa, qc))
         count = 0
         ucols = [c[:, None] for c in cols]
         for start in range(0, m, per):
@@ -224,8 +227,8 @@ class _Part:
             tot = count + k
             if qc:
                 dev = vals[..., :qc] - cmean[:, None, :qc]
-                cm2 = np.einsum("nka,nkb->nab", dev, dev, optimize=True)
-                m2 += cm2 + np.einsum("na,nb->nab", delta[:, :qc], delta[:, :qc]) * (count * k / tot)
+                cm2 = np.einsum("nka,nkb->nab", dev[..., :qa], dev, optimize=True)
+                m2 += cm2 + np.einsum("na,nb->nab", delta[:, :qa], delta[:, :qc]) * (count * k / tot)
             mean += delta * (k / tot)
             count = tot
         return mean, (m2 / count if qc else None)
@@ -449,15 +452,17 @@ class GAN:
         if covariance_derivative:
             q = d + d * d
             mean = np.empty((n, q))
-            cov = np.empty((n, q, q))
+            # Only the d gradient rows of the q x q covariance are needed (Sigma and Cov(g, H)):
+            # forming the full block cost (q/d)x the time and memory (5x for d = 4).
+            cov = np.empty((n, d, q))
             for start in range(0, n, chunk_points):
                 sl = slice(start, min(n, start + chunk_points))
-                m, c = self._moments_v(U[sl])
+                m, c = self._moments_v(U[sl], covariance="rows")
                 mean[sl], cov[sl] = m, c
             g = mean[:, :d]
             H = mean[:, d:].reshape(n, d, d)
-            sigma = cov[:, :d, :d]
-            cgh = cov[:, :d, d:].reshape(n, d, d, d)  # [k, l, m] = Cov(g_k, H_lm)
+            sigma = cov[:, :, :d]
+            cgh = cov[:, :, d:].reshape(n, d, d, d)  # [k, l, m] = Cov(g_k, H_lm)
             # d_m Sigma_kl = Cov(H_km, g_l) + Cov(g_k, H_lm)
             dsigma = np.swapaxes(cgh, 1, 2) + cgh
             return GradientMoments(
@@ -486,9 +491,10 @@ class GAN:
     def _moments_v(self, U, jacobian: bool = True, covariance: str | None = "full"):
         n, d = U.shape
         q = d + d * d if jacobian else d
-        qc = 0 if covariance is None else (q if covariance == "full" else d)
+        qc = 0 if covariance is None else (q if covariance in ("full", "rows") else d)
+        qa = d if covariance == "rows" else qc
         mean = np.zeros((n, q))
-        cov = np.zeros((n, qc, qc)) if qc else None
+        cov = np.zeros((n, qa, qc)) if qc else None
         for part in self._parts:
             m, c = part.evaluate(U, jacobian=jacobian, covariance=covariance)
             mean += m
@@ -505,13 +511,14 @@ class GAN:
         """Non-separable loss: sum over all N*M pairs in chunks (Chan et al. pairwise update)."""
         n, d = U.shape
         q = d + d * d if jacobian else d
-        qc = 0 if covariance is None else (q if covariance == "full" else d)
+        qc = 0 if covariance is None else (q if covariance in ("full", "rows") else d)
+        qa = d if covariance == "rows" else qc
         f = self._pair_f if jacobian else self._pair_grad
         X, Z = np.meshgrid(self.x, self.z, indexing="ij")
         X, Z = X.ravel(), Z.ravel()
         per = max(1, chunk // max(1, n * q))
         mean = np.zeros((n, q))
-        m2 = np.zeros((n, qc, qc))
+        m2 = np.zeros((n, qa, qc))
         count = 0
         cols = [U[:, i, None] for i in range(d)]
         for start in range(0, X.size, per):
@@ -523,8 +530,8 @@ class GAN:
             tot = count + k
             if qc:
                 dev = vals[..., :qc] - cmean[:, None, :qc]
-                m2 += np.einsum("nka,nkb->nab", dev, dev, optimize=True) + np.einsum(
-                    "na,nb->nab", delta[:, :qc], delta[:, :qc]
+                m2 += np.einsum("nka,nkb->nab", dev[..., :qa], dev, optimize=True) + np.einsum(
+                    "na,nb->nab", delta[:, :qa], delta[:, :qc]
                 ) * (count * k / tot)
             mean += delta * (k / tot)
             count = tot
