@@ -90,6 +90,7 @@ def parse_amg(items):
         k, v = it.split("=", 1)
         try:
             v = json.loads(v)
+            v = tuple(v) if isinstance(v, list) else v  # pyamg takes (name, options) tuples
         except json.JSONDecodeError:
             pass
         out[k] = v
