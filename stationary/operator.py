@@ -136,6 +136,7 @@ class FokkerPlanckOperator:
     max_peclet: tuple
     seconds: dict = field(default_factory=dict)
     notes: tuple = ()
+    faces: tuple = ()  # per axis (beta_f, D'_f) on the interior faces, with assemble(keep_faces=True)
 
     def __repr__(self) -> str:
         return (
@@ -196,7 +197,7 @@ def evaluate_coefficients(sde: SDE, grid: Grid, chunk: int = 1 << 16):
     return b.reshape(shp + (d,)), a.reshape(shp + (d, d)), div.reshape(shp + (d,))
 
 
-def assemble(sde: SDE, grid: Grid, scheme: str = "sg", cross: str = "auto") -> FokkerPlanckOperator:
+def assemble(sde: SDE, grid: Grid, scheme: str = "sg", cross: str = "auto", keep_faces: bool = False) -> FokkerPlanckOperator:
     """Assemble the finite-volume Fokker–Planck matrix of ``sde`` on ``grid``.
 
     Parameters
@@ -209,6 +210,9 @@ def assemble(sde: SDE, grid: Grid, scheme: str = "sg", cross: str = "auto") -> F
     cross : {"auto", "monotone", "central"}
         Stencil for off-diagonal diffusion.  ``"auto"`` takes the monotone lattice-diagonal
         split where the scaled diagonal dominance holds on every cell, else the central one.
+    keep_faces : bool
+        Keep the face drift and axis diffusion per axis in ``op.faces`` (for the high-resolution
+        correction of :mod:`stationary.highres`).
 
     Returns
     -------
@@ -281,10 +285,13 @@ def assemble(sde: SDE, grid: Grid, scheme: str = "sg", cross: str = "auto") -> F
 
     # --- axis faces -------------------------------------------------------------------------
     degenerate, upwind_frac, max_pe = [], [], []
+    faces = []
     for k in range(d):
         lo, hi = _shifted(beta[..., k], k, True), _shifted(beta[..., k], k, False)
         beta_f = 0.5 * (beta[..., k][lo] + beta[..., k][hi])
         D_f = 0.5 * (Daxis[..., k][lo] + Daxis[..., k][hi])
+        if keep_faces:
+            faces.append((beta_f, D_f))
         A, B = flux_fn(beta_f, D_f, h[k])
         with np.errstate(divide="ignore", invalid="ignore"):
             pe = np.abs(beta_f) * h[k] / D_f
@@ -362,4 +369,5 @@ def assemble(sde: SDE, grid: Grid, scheme: str = "sg", cross: str = "auto") -> F
         max_peclet=tuple(max_pe),
         seconds={"coefficients": t1 - t0, "assembly": t2 - t1},
         notes=tuple(notes),
+        faces=tuple(faces),
     )

@@ -269,7 +269,8 @@ def result_from_vector(
         problems.append(info["fallback_reason"])
         status = status or 1
     for axis in op.degenerate_axes:
-        info.setdefault("warnings", []).append(f"diffusion vanishes along axis {axis}: upwind limit, first order there")
+        how = "central flux there (sg2), not monotone" if op.scheme == "sg2" else "upwind limit, first order there"
+        info.setdefault("warnings", []).append(f"diffusion vanishes along axis {axis}: {how}")
     message = "; ".join(problems) if problems else "stationary density found"
     if finite:
         mean = grid.mean(density)
@@ -324,6 +325,10 @@ def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto"
     (:func:`stationary.richardson.estimate_error`; about 1/2^d + 1/4^d of the fine cost).
     ``spectral_gap`` (native backend) attaches the gap and relaxation time of ``L`` as
     ``result.spectral`` (:func:`stationary.spectral.relaxation_time`).
+
+    ``scheme="sg2"`` (native backend; second order where the diffusion vanishes, not monotone,
+    :func:`stationary.highres.solve_sg2`) is answered next to the monotone SG one:
+    ``result.info["certified"]`` holds the SG moments and the differences (mean, covariance, L1).
     """
     from dataclasses import replace
 
@@ -334,13 +339,18 @@ def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto"
         op = None
     elif backend != "native":
         raise ValueError(f"unknown backend {backend!r}; choose from ['native', 'fipy']")
+    elif scheme == "sg2":
+        from .highres import solve_sg2
+
+        res = solve_sg2(sde, grid, method=method, cross=cross, **solve_options)
+        op = None
     else:
         op = assemble(sde, grid, scheme=scheme, cross=cross)
         res = solve_stationary(op, method=method, **solve_options)
     changes = {}
     if spectral_gap:
         if op is None:
-            res.info.setdefault("warnings", []).append("spectral_gap needs the native operator: not computed")
+            res.info.setdefault("warnings", []).append("spectral_gap needs the native linear operator: not computed")
         else:
             from .spectral import relaxation_time
 
