@@ -50,7 +50,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from .grid import Grid
-from .sde import SDE, check_coefficients
+from .sde import SDE, checked_coefficients
 
 __all__ = ["FokkerPlanckOperator", "assemble", "SCHEMES", "CROSS_STENCILS"]
 
@@ -181,19 +181,8 @@ def _shifted(field_: np.ndarray, axis: int, lo: bool) -> tuple:
 
 def evaluate_coefficients(sde: SDE, grid: Grid, chunk: int = 1 << 16):
     """``(b, a, div a)`` at every cell centre, shaped ``grid.shape + (d,)`` etc., checked."""
-    U = grid.points()
-    n, d = U.shape
-    b = np.empty((n, d))
-    a = np.empty((n, d, d))
-    div = np.empty((n, d))
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        b[sl], a[sl], div[sl] = sde.coefficients(U[sl])
-        check_coefficients(b[sl], a[sl], U[sl])
-    if not np.all(np.isfinite(div)):
-        i = int(np.flatnonzero(~np.all(np.isfinite(div), axis=1))[0])
-        raise ValueError(f"non-finite divergence of the diffusion matrix at u = {U[i].tolist()}")
-    shp = grid.shape
+    b, a, div = checked_coefficients(sde, grid.points(), chunk)
+    shp, d = grid.shape, grid.ndim
     return b.reshape(shp + (d,)), a.reshape(shp + (d, d)), div.reshape(shp + (d,))
 
 

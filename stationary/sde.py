@@ -185,6 +185,22 @@ class SDE:
         return f"SDE(dim={self.dim}, names={self.names}, description={self.description!r})"
 
 
+def checked_coefficients(sde: "SDE", U: np.ndarray, chunk: int = 1 << 16):
+    """``(b, a, div a)`` at points ``U`` (n, d), evaluated in chunks and checked
+    (:func:`check_coefficients`; a non-finite divergence names the point too)."""
+    U = np.asarray(U, dtype=float)
+    n, d = U.shape
+    b, a, div = np.empty((n, d)), np.empty((n, d, d)), np.empty((n, d))
+    for s in range(0, n, chunk):
+        sl = slice(s, min(n, s + chunk))
+        b[sl], a[sl], div[sl] = sde.coefficients(U[sl])
+        check_coefficients(b[sl], a[sl], U[sl])
+    if not np.all(np.isfinite(div)):
+        i = int(np.flatnonzero(~np.all(np.isfinite(div), axis=1))[0])
+        raise SDEError(f"non-finite divergence of the diffusion matrix at u = {U[i].tolist()}")
+    return b, a, div
+
+
 def check_coefficients(b: np.ndarray, a: np.ndarray, U: np.ndarray, rtol: float = 1e-10) -> None:
     """Raise :class:`SDEError` naming the first point where ``b`` or ``a`` is non-finite,
     ``a`` is asymmetric or has a negative eigenvalue beyond round-off."""

@@ -68,7 +68,7 @@ import numpy as np
 import scipy.sparse as sps
 
 from ..grid import Grid
-from ..sde import check_coefficients
+from ..sde import checked_coefficients
 
 __all__ = ["FipyProblem", "FipyError", "fipy_equation", "solve_fipy", "import_fipy", "FIPY_SCHEMES", "SCHEME_ALIASES"]
 
@@ -141,19 +141,6 @@ def _mesh(fipy, grid: Grid):
 def _permutation(grid: Grid) -> np.ndarray:
     """``perm[c]`` = FiPy cell id of the grid's C-order cell ``c`` (FiPy: axis 0 fastest)."""
     return np.arange(grid.size).reshape(grid.shape[::-1]).T.ravel()
-
-
-def _coefficients(sde, U: np.ndarray, chunk: int = 1 << 16):
-    n, d = U.shape
-    b, a, div = np.empty((n, d)), np.empty((n, d, d)), np.empty((n, d))
-    for s in range(0, n, chunk):
-        sl = slice(s, min(n, s + chunk))
-        b[sl], a[sl], div[sl] = sde.coefficients(U[sl])
-        check_coefficients(b[sl], a[sl], U[sl])
-    if not np.all(np.isfinite(div)):
-        i = int(np.flatnonzero(~np.all(np.isfinite(div), axis=1))[0])
-        raise ValueError(f"non-finite divergence of the diffusion matrix at u = {U[i].tolist()}")
-    return b, a, div
 
 
 @dataclass
@@ -262,10 +249,10 @@ def fipy_equation(sde, grid: Grid, scheme: str = "exponential", face_values: str
     id1, id2 = (np.asarray(i, dtype=int) for i in mesh._adjacentCellIDs)
     exterior = np.asarray(mesh.exteriorFaces, dtype=bool)
     if face_values == "evaluate":
-        b, a, div = _coefficients(sde, np.asarray(mesh.faceCenters, dtype=float).T)
+        b, a, div = checked_coefficients(sde, np.asarray(mesh.faceCenters, dtype=float).T)
     else:
         # Cell centres in FiPy order, then the two-cell average (wall faces: id1 == id2).
-        bc, ac, dc = _coefficients(sde, np.asarray(mesh.cellCenters, dtype=float).T)
+        bc, ac, dc = checked_coefficients(sde, np.asarray(mesh.cellCenters, dtype=float).T)
         b, a, div = (0.5 * (x[id1] + x[id2]) for x in (bc, ac, dc))
     t1 = time.perf_counter()
     Dv = np.ascontiguousarray(np.moveaxis(0.5 * a, 0, -1))  # (d, d, nf)
