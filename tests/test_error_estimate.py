@@ -170,3 +170,27 @@ def test_spectral_gap_2d_ou_on_result():
     assert abs(abs(res.spectral.slowest.imag) - 0.6) < 5e-3
     assert res.to_dict()["spectral"]["gap"] == pytest.approx(res.spectral.gap)
     assert "spectral gap" in repr(res)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vanilla", "scale-generator"])
+def test_degenerate_gan_cases_extrapolation_within_stated_error_of_a_much_finer_solve(name):
+    """Issue 7's alternative for the cases where SG is first order (noise vanishing at the
+    equilibrium): the Richardson extrapolation at 128^2 lies within the stated error estimate of
+    a 768^2 reference (measured: vanilla 0.92 % vs 2.2 %, scale-generator 2.6 % vs 7.2 %, relative
+    to the largest covariance entry), and is closer to it than the fine solution."""
+    from stationary.cases import load_case
+    from stationary.pipeline import case_grid
+
+    case = load_case(name)
+    sde = case.sde()
+    box = case_grid(case, shape=[8, 8], width=9.0)  # wide enough that the edge mass passes at 128^2
+    res = st.stationary_density(sde, st.Grid(box.lower, box.upper, (128, 128)))
+    ref = st.stationary_density(sde, st.Grid(box.lower, box.upper, (768, 768)), error_estimate=False)
+    assert res.success and ref.success
+    err = res.error
+    scale = np.abs(ref.covariance).max()
+    extrap = np.abs(np.asarray(err.extrapolated_covariance) - ref.covariance).max() / scale
+    fine = np.abs(res.covariance - ref.covariance).max() / scale
+    stated = np.abs(err.covariance_error).max() / scale
+    assert extrap <= stated and extrap < fine, (extrap, stated, fine)
