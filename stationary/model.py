@@ -146,7 +146,7 @@ class _Part:
         if self.kind == "moments":
             K = self.degree + 1
             return all(
-                not sp.sympify(self._coeffs[k * K + p]).free_symbols & set(self.usyms)
+                not self._coeffs[k * K + p].free_symbols & set(self.usyms)  # sympy expressions, never strings
                 for k in range(self.ngrad)
                 for p in range(1, K)
             )
