@@ -101,33 +101,6 @@ def _coarsen_factor(shape, target: int = 32) -> int:
     return f
 
 
-def _extrapolate_mc(full, half):
-    r"""Richardson extrapolation of Euler–Maruyama's O(dt) stationary bias:
-    :math:`Q = 2Q(\Delta t/2) - Q(\Delta t)`, standard errors
-    :math:`\sqrt{4 s_{1/2}^2 + s_1^2}` (independent runs).  The histogram is the ``dt/2`` run's."""
-    from dataclasses import replace
-
-    if not (full.success and half.success):
-        return half if not half.success else full
-    se_m = np.sqrt(4 * half.stderr_mean**2 + full.stderr_mean**2)
-    se_c = np.sqrt(4 * half.stderr_covariance**2 + full.stderr_covariance**2)
-    return replace(half, mean=2 * half.mean - full.mean, covariance=2 * half.covariance - full.covariance,
-                   stderr_mean=se_m, stderr_covariance=se_c,
-                   message=half.message + "; moments extrapolated from dt and dt/2",
-                   settings=dict(half.settings, extrapolated_from=[full.settings.get("dt"), half.settings.get("dt")]))
-
-
-def _extrapolate_identity(full, half):
-    """The same extrapolation for an identity's two sides (independent runs)."""
-    from .identities import _result
-
-    lhs, rhs = 2 * half.lhs - full.lhs, 2 * half.rhs - full.rhs
-    se = lambda a, b: float(np.sqrt(4 * a**2 + b**2))  # noqa: E731
-    return _result(half.name, half.description, lhs, rhs, se(half.stderr_lhs, full.stderr_lhs),
-                   se(half.stderr_rhs, full.stderr_rhs), se(half.stderr, full.stderr), "chains (extrapolated dt -> 0)",
-                   half.count, f"extrapolated from dt and dt/2; {half.message}", scale=half.scale)
-
-
 def montecarlo_settings(case, quick: bool = False, seed=None) -> dict:
     mc = dict(case.montecarlo)
     settings = {
@@ -152,7 +125,8 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
     from .existence import diagnose
     from .simulate import simulate_sde, simulate_training
     from .compare import compare
-    from .identities import ChainAverager, IdentityError, identities_for, identity_convergence
+    from .identities import ChainAverager, IdentityError, extrapolate_identity, identities_for, identity_convergence
+    from .simulate import extrapolate_time_step
 
     sde = case.sde()
     verdicts = []
@@ -234,11 +208,11 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
                 averagers[label] = ChainAverager(identity_names, sde, int(round(st["burn_in"] / dt))) if identity_names else None
                 run_opts = dict(common, seed=st["seed"] + seed_shift)
                 sde_runs[label] = simulate_sde(sde, dt, callback=averagers[label], block_steps=32, **run_opts)
-        mcs["sde"] = _extrapolate_mc(sde_runs["dt"], sde_runs["dt/2"])
+        mcs["sde"] = extrapolate_time_step(sde_runs["dt"], sde_runs["dt/2"])
         mcs["sde_dt"], mcs["sde_dt2"] = sde_runs["dt"], sde_runs["dt/2"]
         if identity_names and all(r.success and averagers[k].count for k, r in sde_runs.items()):
             for r_full, r_half in zip(averagers["dt"].result(), averagers["dt/2"].result()):
-                r = _extrapolate_identity(r_full, r_half)
+                r = extrapolate_identity(r_full, r_half)
                 identities.setdefault(r.name, {})["montecarlo"] = r
                 ok = abs(r.zscore) < 4
                 verdicts.append((f"identity {r.name} (SDE samples)", "PASS" if ok else "FAIL",

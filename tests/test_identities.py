@@ -255,7 +255,7 @@ def test_nonlinear_monte_carlo_sde_identities(case):
     """Nonlinear SDEs sampled by Euler-Maruyama at dt = eta/10 and eta/20; the scheme's O(dt)
     stationary bias is removed by Richardson extrapolation (2 Q(dt/2) - Q(dt), measured at dt
     alone: vanilla FDR2-ALT z = -5.6); E[A f] within 4 standard errors of zero."""
-    from stationary.pipeline import _extrapolate_identity
+    from stationary.identities import extrapolate_identity
 
     c = load_case(case)
     sde = c.sde()
@@ -263,7 +263,7 @@ def test_nonlinear_monte_carlo_sde_identities(case):
     runs = [monte_carlo_identities(names, sde, "sde", dt=sde.eta / k, chains=2048, burn_in=20.0, duration=40.0,
                                    seed=13 + k)[0] for k in (10, 20)]
     for full, half in zip(*runs):
-        r = _extrapolate_identity(full, half)
+        r = extrapolate_identity(full, half)
         print(r)
         assert abs(r.zscore) < 4, r
 
