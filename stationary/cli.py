@@ -76,6 +76,10 @@ def _run(args, case) -> int:
     from .pipeline import run_case
     from .report import write_run_report
 
+    if sys.stderr.isatty():  # stage messages for a person watching; stderr stays one line otherwise
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="stationary: %(message)s")
     t0 = time.perf_counter()
     opts = {k: v for k, v in (("scheme", args.scheme), ("method", args.method), ("backend", args.backend)) if v}
     run = run_case(case, quick=args.quick, seed=args.seed, progress=sys.stderr.isatty(),

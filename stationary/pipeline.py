@@ -131,6 +131,7 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
     sde = case.sde()
     verdicts = []
     grid = case_grid(case, shape)
+    log.info("[%s] existence diagnostics (equilibria, dissipativity, ellipticity)", case.name)
     existence = diagnose(sde, grid)
     ev = "; ".join(existence.evidence)
     if existence.verdict == "no invariant probability measure":
@@ -150,6 +151,7 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
                          "uniform ellipticity fails; the flux is upwind (first order) along degenerate directions"))
     if shape is None and quick:
         shape = [QUICK_SHAPE[sde.dim]] * sde.dim
+    log.info("[%s] stationary density on %r (+ coarser grids for the error estimate)", case.name, grid)
     res = solve_case(case, shape=shape, **solve_options)
     if existence.verdict != "exists":
         verdicts.append(("invariant measure (after solve)", "PASS" if res.status != 2 else "FAIL",
@@ -199,6 +201,8 @@ def run_case(case, quick: bool = False, seed=None, montecarlo: bool = True, prog
         # Run at dt and dt/2 and extrapolate (2 Q(dt/2) - Q(dt)) so the check is of the density,
         # not of the time step; the identities ride along both runs.
         averagers = {}
+        log.info("[%s] Monte Carlo: %d chains x %g time units of training, and of the SDE at dt = %g and dt/2",
+                 case.name, st["chains"], st["duration"], st["dt"])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             mcs["sga"] = simulate_training(case.model, case.update if case.update != "sml2" else "sml", case.eta,
