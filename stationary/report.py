@@ -51,6 +51,34 @@ def write_report(out: Path, case, payload: dict, figures: list[str], verdicts: l
         f"<tr><td>{html.escape(n)}</td><td>{m:.6g}</td><td>{np.sqrt(max(cov[i][i], 0)):.4g}</td></tr>"
         for i, (n, m) in enumerate(zip(names, mean))
     )
+    ident_rows = ""
+    for name, r in (payload.get("identities") or {}).items():
+        g = r.get("grid", {})
+        fmt = lambda v: "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.4g}"  # noqa: E731
+        ident_rows += (
+            f"<tr><td>{html.escape(name)}</td><td>{fmt(r.get('lhs'))} ± {fmt(r.get('stderr_lhs'))}</td>"
+            f"<td>{fmt(r.get('rhs'))} ± {fmt(r.get('stderr_rhs'))}</td><td>{fmt(r.get('difference'))} ± {fmt(r.get('stderr'))}</td>"
+            f"<td>{fmt(r.get('zscore'))}</td><td>{fmt(g.get('difference'))}</td><td>{html.escape(str(r.get('source', '')))}</td></tr>"
+        )
+    ident_table = (
+        "<h2>Stationarity identities E[A f] = 0</h2><table><tr><th>identity</th><th>lhs</th><th>rhs</th>"
+        "<th>rhs - lhs</th><th>z</th><th>rhs - lhs on the grid</th><th>samples</th></tr>" + ident_rows + "</table>"
+        if ident_rows else ""
+    )
+    comp_rows = ""
+    for proc, c in (payload.get("comparisons") or {}).items():
+        label = "SDE (Euler-Maruyama, dt-extrapolated)" if proc == "sde" else "training algorithm"
+        zm = np.abs(np.asarray(c.get("z_mean") or [np.nan])).max()
+        zc = np.abs(np.asarray(c.get("z_covariance") or [[np.nan]])).max()
+        w1 = np.asarray(c.get("wasserstein1_relative") or [np.nan]).max()
+        l1, floor = c.get("l1"), c.get("l1_floor")
+        comp_rows += (f"<tr><td>{label}</td><td>{zm:.2f}</td><td>{zc:.2f}</td><td>{w1:.3g}</td>"
+                      f"<td>{'' if l1 is None else f'{l1:.3g}'}</td><td>{'' if floor is None else f'{floor:.3g}'}</td></tr>")
+    comp_table = (
+        "<h2>Grid density against Monte Carlo</h2><table><tr><th>samples</th><th>max |z| mean</th><th>max |z| covariance</th>"
+        "<th>max W1 / sd</th><th>binned L1</th><th>its noise floor</th></tr>" + comp_rows + "</table>"
+        if comp_rows else ""
+    )
     figs = "\n".join(f"<figure><img src='{html.escape(f)}' alt='{html.escape(f)}'></figure>" for f in figures)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(case.name)} - stationary</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}} td,th{{padding:2px 10px;border-bottom:1px solid #ddd}}
@@ -61,6 +89,8 @@ def write_report(out: Path, case, payload: dict, figures: list[str], verdicts: l
 <h2>Stationary density</h2><table><tr><th>parameter</th><th>mean</th><th>sd</th></tr>{mrows}</table>
 <p>grid {html.escape(str(st.get('grid')))}, scheme {html.escape(str(st.get('scheme')))}, residual {st.get('residual', float('nan')):.2e},
 mass at boundary {st.get('mass_at_boundary', float('nan')):.2e}, {st.get('seconds', 0):.2f} s</p>
+{comp_table}
+{ident_table}
 {figs}
 </body></html>
 """
