@@ -127,25 +127,11 @@ def l1_error(density, lo, hi, n, mean, cov):
 
 
 # ----------------------------------------------------------------------------- FiPy
-_fipy = None
-
-
 def _import_fipy():
-    """Import FiPy with the SciPy solver suite and without letting it parse ``sys.argv``."""
-    global _fipy
-    if _fipy is None:
-        os.environ["FIPY_SOLVERS"] = "scipy"
-        argv = sys.argv
-        sys.argv = sys.argv[:1]
-        try:
-            with warnings.catch_warnings():  # FiPy 4.0.3 imports numpy.core (deprecated in NumPy 2)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                import fipy
-                import fipy.solvers.scipy  # noqa: F401
-        finally:
-            sys.argv = argv
-        _fipy = fipy
-    return _fipy
+    """FiPy with the SciPy solver suite, never parsing ``sys.argv`` (the project's own importer)."""
+    from stationary.backends.fipy import import_fipy
+
+    return import_fipy()
 
 
 FIPY_SCHEMES = ("exponential", "power", "hybrid", "upwind", "central")

@@ -10,6 +10,15 @@ import numpy as np  # noqa: E402
 __all__ = ["plot_density", "plot_marginals", "plot_convergence", "plot_identities"]
 
 
+def _save(fig, path):
+    """Lay out, write to ``path`` (if given) and release the figure; return it."""
+    fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
 def _pair_density(result, i=0, j=1):
     grid = result.grid
     p = result.density
@@ -53,11 +62,7 @@ def plot_density(result, sde=None, path=None, names=None, samples_hist=None, tit
         ax.set_xlabel(names[0])
         ax.set_ylabel(names[1])
     ax.set_title(title or "stationary density" + (" (2-d marginal)" if grid.ndim > 2 else ""))
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return _save(fig, path)
 
 
 def plot_marginals(result, path=None, names=None, others=None):
@@ -75,11 +80,7 @@ def plot_marginals(result, path=None, names=None, others=None):
         ax.set_ylabel("marginal density")
         if k == 0:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return _save(fig, path)
 
 
 def plot_convergence(h, errors, path=None, label="error", order_lines=(1, 2)):
@@ -92,11 +93,7 @@ def plot_convergence(h, errors, path=None, label="error", order_lines=(1, 2)):
     ax.set_xlabel("cell width h (largest axis)")
     ax.set_ylabel(label)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return _save(fig, path)
 
 
 def plot_identities(identities: dict, path=None):
@@ -120,8 +117,4 @@ def plot_identities(identities: dict, path=None):
     ax.set_xlabel("(rhs - lhs) / size of the cancelling terms")
     ax.set_title("stationarity identities E[A f] = 0")
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    if path:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-    return fig
+    return _save(fig, path)
