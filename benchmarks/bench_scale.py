@@ -1,15 +1,18 @@
 """Scale benchmark for d = 3 and 4 (issue targets: 3-d at 100^3 under 30 s; 4-d at 32^4 under
 60 s and 4 GiB; AMG iterations <= 40, growing <= 25 % per refinement).
 
-For each problem and size, in a fresh process (so ``ru_maxrss`` is that size's peak): the
-coefficient evaluation, assembly and solve seconds of ``assemble`` + ``solve_stationary``
-(method "auto": GMRES with Ruge–Stüben AMG for d >= 3), peak RSS, GMRES iterations, the AMG
-setup time and levels, and the residual.  Problems: the bundled 3-d GAN case
-``location-quadratic-critic-3d``, a 3-d Ornstein–Uhlenbeck process with full diffusion (with its
-exact covariance error), and the bundled 4-d case ``location-scale-4d``.  The error estimate is
-off here (it costs another ~1/2^d + 1/4^d of a solve).
+For each problem and size, in a fresh process (so ``ru_maxrss`` is that size's peak), two starts:
+``cold``: ``assemble`` + ``solve_stationary`` (method "auto": GMRES on the singular system with
+Ruge–Stüben AMG for d >= 3) from a uniform guess, no error estimate; ``nested``: the default user
+path ``stationary_density`` with its Richardson error estimate, whose coarse grids (n/4, n/2) are
+solved first and start the fine solve (nested iteration); its "total" includes the coarse solves
+and "iters" counts the fine solve's.  Reported: coefficient, assembly, AMG setup, solve and total
+seconds, peak RSS, GMRES iterations and their growth per refinement, AMG levels, the residual.
+Problems: the bundled 3-d GAN case ``location-quadratic-critic-3d``, a 3-d Ornstein–Uhlenbeck
+process with full diffusion (with its exact covariance error), and the bundled 4-d case
+``location-scale-4d``.
 
-Run: ``python benchmarks/bench_scale.py`` (``--quick``: the two smaller sizes only;
+Run: ``python benchmarks/bench_scale.py`` (``--quick``: the two smaller sizes only; ``--start cold|nested``;
 ``--amg KEY=VALUE`` passes options to the AMG setup, e.g. ``--amg strength=classical``).
 Timings are wall clock on whatever machine runs it; on a shared machine they are noisy.
 """
@@ -51,30 +54,41 @@ def problem(name, n):
     return case.sde(), case_grid(case, shape=n), None
 
 
-def worker(name, n, amg_options):
-    from stationary import assemble, solve_stationary
+def worker(name, n, amg_options, nested):
+    from stationary import assemble, solve_stationary, stationary_density
 
     t0 = time.perf_counter()
     sde, grid, cov = problem(name, n)
     t_setup = time.perf_counter() - t0
-    op = assemble(sde, grid)
-    res = solve_stationary(op, amg_options=amg_options) if amg_options else solve_stationary(op)
+    opts = {"amg_options": amg_options} if amg_options else {}
+    t0 = time.perf_counter()
+    if nested:
+        # The default user path: error estimate on, so the coarse grids are solved first and
+        # start the fine solve (nested iteration); "total" includes the coarse solves.
+        res = stationary_density(sde, grid, **opts)
+        op = None
+    else:
+        op = assemble(sde, grid)
+        res = solve_stationary(op, **opts)
+    t_total = time.perf_counter() - t0
     out = {
-        "problem": name, "n": n, "cells": grid.size, "method": res.method,
+        "problem": name, "n": n, "cells": grid.size, "method": res.method, "start": "nested" if nested else "cold",
         "sde": t_setup, "coefficients": res.seconds["coefficients"], "assembly": res.seconds["assembly"],
         "solve": res.seconds["solve"], "amg_setup": res.info.get("amg_setup_seconds"),
-        "total": res.seconds["coefficients"] + res.seconds["assembly"] + res.seconds["solve"],
+        "total": t_total,
+        "estimate_l1": None if res.error is None else res.error.l1_error,
         "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "iterations": res.iterations, "amg_levels": res.info.get("amg_levels"), "residual": res.residual,
-        "success": res.success, "nnz": op.matrix.nnz,
+        "success": res.success,
     }
     if cov is not None:
         out["cov_error"] = float(np.abs(res.covariance - cov).max() / np.abs(cov).max())
     return out
 
 
-def run(name, n, amg_options, timeout):
-    cmd = [sys.executable, __file__, "--worker", name, str(n)] + sum((["--amg", o] for o in amg_options), [])
+def run(name, n, amg_options, timeout, nested):
+    cmd = ([sys.executable, __file__, "--worker", name, str(n)] + sum((["--amg", o] for o in amg_options), [])
+           + (["--nested"] if nested else []))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -104,21 +118,26 @@ def main():
     ap.add_argument("--problems", default=",".join(SIZES))
     ap.add_argument("--amg", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--start", choices=("cold", "nested", "both"), default="both",
+                    help="cold: solve_stationary from a uniform guess; nested: stationary_density with its "
+                         "error estimate, coarse grids first (the default user path)")
+    ap.add_argument("--nested", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), parse_amg(args.amg))))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), parse_amg(args.amg), args.nested)))
         return
     print(f"AMG options: {parse_amg(args.amg) or 'defaults'}")
-    hdr = (f"{'problem':8} {'n':>4} {'cells':>9} {'coef s':>7} {'asm s':>6} {'amg s':>6} {'solve s':>7} {'total s':>7} "
+    hdr = (f"{'problem':8} {'start':6} {'n':>4} {'cells':>9} {'coef s':>7} {'asm s':>6} {'amg s':>6} {'solve s':>7} {'total s':>7} "
            f"{'peak GiB':>8} {'iters':>5} {'growth':>7} {'levels':>6} {'residual':>9}  target")
     print(hdr)
-    for name in args.problems.split(","):
+    starts = ("cold", "nested") if args.start == "both" else (args.start,)
+    for name, start in ((nm, st) for nm in args.problems.split(",") for st in starts):
         sizes = SIZES[name][:2] if args.quick else SIZES[name]
         prev = None
         for n in sizes:
-            r = run(name, n, args.amg, args.timeout)
+            r = run(name, n, args.amg, args.timeout, start == "nested")
             if "error" in r:
-                print(f"{name:8} {n:>4}  FAILED: {r['error']}", flush=True)
+                print(f"{name:8} {start:6} {n:>4}  FAILED: {r['error']}", flush=True)
                 prev = None
                 continue
             growth = "" if not prev or not prev.get("iterations") else f"{100 * (r['iterations'] / prev['iterations'] - 1):+.0f}%"
@@ -132,7 +151,7 @@ def main():
             target += "" if it_ok else " iterations > 40"
             amg = "" if r.get("amg_setup") is None else f"{r['amg_setup']:.2f}"
             extra = f" cov err {r['cov_error']:.1e}" if "cov_error" in r else ""
-            print(f"{name:8} {n:>4} {r['cells']:>9} {r['coefficients']:>7.2f} {r['assembly']:>6.2f} {amg:>6} {r['solve']:>7.2f} "
+            print(f"{name:8} {start:6} {n:>4} {r['cells']:>9} {r['coefficients']:>7.2f} {r['assembly']:>6.2f} {amg:>6} {r['solve']:>7.2f} "
                   f"{r['total']:>7.2f} {r['peak_gib']:>8.2f} {str(r['iterations']):>5} {growth:>7} {str(r['amg_levels']):>6} "
                   f"{r['residual']:>9.1e}  {target}{extra}", flush=True)
             prev = r

@@ -145,6 +145,27 @@ class Grid:
         X = self.points() - mu
         return (X * w[:, None]).T @ X
 
+    def transfer(self, values, onto: "Grid", floor: float = 1e-14) -> np.ndarray:
+        r"""A positive field on this grid, interpolated to the cell centres of ``onto``.
+
+        Multilinear interpolation of :math:`\log \max(f, \mathrm{floor}\cdot\max f)`, then
+        ``exp``: a density's Gaussian-like tails are kept (linear interpolation of ``f`` itself
+        would be off by orders of magnitude there), the result is positive, and beyond the
+        outermost centres ``log f`` is extrapolated linearly.
+        Used for nested iteration: a coarse grid's solution as the fine solve's starting guess.
+        """
+        from scipy.interpolate import RegularGridInterpolator
+
+        f = self._field(values)
+        if onto.ndim != self.ndim:
+            raise GridError(f"cannot transfer a {self.ndim}-d field to a {onto.ndim}-d grid")
+        peak = f.max()
+        if not np.isfinite(peak) or peak <= 0:
+            raise GridError("transfer needs a finite field with a positive maximum")
+        logf = np.log(np.maximum(f, floor * peak))
+        interp = RegularGridInterpolator(self.centres, logf, bounds_error=False, fill_value=None)
+        return np.exp(interp(onto.points())).reshape(onto.shape)
+
     def refined(self, factor: float) -> "Grid":
         """Same box with ``round(n * factor)`` cells per axis."""
         return Grid(self.lower, self.upper, tuple(max(3, int(round(n * factor))) for n in self.shape))

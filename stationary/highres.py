@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 
 from .operator import _Bands, assemble
-from .solve import _pin_index, _pinned, _preconditioner, result_from_vector, DIRECT_MAX_CELLS_2D
+from .solve import _pin_index, _pinned, _preconditioner, result_from_vector, resolve_method
 
 __all__ = ["solve_sg2", "correction"]
 
@@ -139,8 +139,7 @@ def solve_sg2(sde, grid, method: str = "auto", cross: str = "auto", *, tol: floa
     op = assemble(sde, grid, scheme="sg", cross=cross, keep_faces=True)
     t0 = time.perf_counter()
     n = grid.size
-    if method == "auto":
-        method = "direct" if (grid.ndim <= 2 and n <= DIRECT_MAX_CELLS_2D) else "gmres"
+    method = resolve_method(method, grid)
     if method not in ("direct", "gmres"):
         raise ValueError(f"sg2 supports methods 'auto', 'direct', 'gmres', got {method!r}")
     r = _pin_index(op)

@@ -22,7 +22,7 @@ import numpy as np
 from .grid import Grid
 from .results import ErrorEstimate
 
-__all__ = ["restrict", "estimate_error", "nominal_order", "MIN_COARSE_CELLS"]
+__all__ = ["restrict", "estimate_error", "coarse_grids", "nominal_order", "MIN_COARSE_CELLS"]
 
 # A quarter grid coarser than this per axis is far from the asymptotic range.  Measured on the
 # LQ WGAN (+-5 sd box, SG, nominal order 2): quarter grid of 6 cells -> observed order 1.20 and
@@ -55,6 +55,21 @@ def _halvable(shape) -> bool:
     return all(n % 2 == 0 and n // 2 >= MIN_COARSE_CELLS for n in shape)
 
 
+def coarse_grids(grid: Grid, levels: int = 3) -> list:
+    """The grids :func:`estimate_error` solves on, finest first: half the cells per axis and,
+    with ``levels=3`` when the shape allows, a quarter; ``[]`` when no coarser grid is possible.
+    A shape with an odd axis gets one grid of ``round(n/2)`` cells per axis."""
+    if _halvable(grid.shape):
+        g2 = Grid(grid.lower, grid.upper, tuple(n // 2 for n in grid.shape))
+        if levels >= 3 and _halvable(g2.shape):
+            return [g2, Grid(grid.lower, grid.upper, tuple(n // 2 for n in g2.shape))]
+        return [g2]
+    shape2 = tuple(max(3, int(round(n / 2))) for n in grid.shape)
+    if min(shape2) < MIN_COARSE_CELLS // 2:
+        return []
+    return [Grid(grid.lower, grid.upper, shape2)]
+
+
 def estimate_error(result, solve, levels: int = 3) -> ErrorEstimate | None:
     """Estimate the discretisation error of ``result`` by solving on coarser grids.
 
@@ -79,26 +94,25 @@ def estimate_error(result, solve, levels: int = 3) -> ErrorEstimate | None:
     g = result.grid
     notes = []
     nominal = nominal_order(result)
-    if _halvable(g.shape):
-        g2 = Grid(g.lower, g.upper, tuple(n // 2 for n in g.shape))
-        ratio, blocks = 2.0, True
+    coarse = coarse_grids(g, levels)
+    if not coarse:
+        return None
+    g2 = coarse[0]
+    blocks = _halvable(g.shape)
+    if blocks:
+        ratio = 2.0
     else:
         # An odd axis: no block restriction, so moments only, on round(n/2) cells; the spacing
         # ratio is then not exactly 2 (geometric mean over axes is used).
-        shape2 = tuple(max(3, int(round(n / 2))) for n in g.shape)
-        if min(shape2) < MIN_COARSE_CELLS // 2:
-            return None
-        g2 = Grid(g.lower, g.upper, shape2)
-        ratio = float(np.exp(np.mean(np.log(np.array(g.shape) / np.array(shape2)))))
-        blocks = False
+        ratio = float(np.exp(np.mean(np.log(np.array(g.shape) / np.array(g2.shape)))))
         notes.append(f"shape {g.shape} has an odd axis: no block restriction, density error not estimated; "
                      f"spacing ratio {ratio:.3f}")
     r2 = solve(g2)
     results = [r2]
     grids = [g2]
     r4 = None
-    if levels >= 3 and blocks and _halvable(g2.shape):
-        g4 = Grid(g.lower, g.upper, tuple(n // 2 for n in g2.shape))
+    if len(coarse) > 1:
+        g4 = coarse[1]
         r4 = solve(g4)
         results.append(r4)
         grids.append(g4)

@@ -7,8 +7,20 @@ equation can be replaced by a normalisation without losing information.  Methods
               drift's most attracting cell), column ordering MMD on :math:`A^T + A`.
 ``bordered``  :math:`\begin{pmatrix} L & 1 \\ |c|\,1^T & 0\end{pmatrix}
               \begin{pmatrix} p \\ \lambda\end{pmatrix} = \begin{pmatrix} 0 \\ 1\end{pmatrix}`, SuperLU.
-``gmres``     pinned system, GMRES preconditioned by Ruge–Stüben AMG (pyamg) or ILU.
+``gmres``     the singular system itself: :math:`p = \hat p + z` with :math:`L z = -L\hat p`
+              from an initial guess :math:`\hat p` (uniform, or a coarser grid's solution:
+              nested iteration), GMRES preconditioned by Ruge–Stüben AMG built on ``L`` (pyamg)
+              or by ILU of the pinned matrix.
 ``bicgstab``  the same with BiCGStab.
+
+Why the Krylov methods work on ``L`` and not on the pinned matrix: pinning one cell is a point
+Dirichlet condition, whose capacity vanishes as the grid is refined in d ≥ 2, so the pinned
+matrix grows ill-conditioned and the AMG hierarchy built on it inherits the defect.  ``L`` is a
+singular M-matrix with a one-dimensional kernel (index 1: GMRES converges on the consistent
+system), and AMG's coarsest level is solved by pseudo-inverse.  Measured on the 4-d case
+``location-scale-4d`` (iterations to :math:`\|Lp\|_2 \le 10^{-13}\|L\|_\infty\|p\|_2`) at
+16^4, 24^4, 32^4: pinned 19, 25, -; singular 14, 19, 22; singular from the coarser grid's solution
+12, 15, 17.
 ``eigen``     shift-invert ARPACK for the eigenvalue of ``L`` nearest 0.
 """
 from __future__ import annotations
@@ -27,7 +39,8 @@ from .results import StationaryResult
 
 log = logging.getLogger("stationary")
 
-__all__ = ["solve_stationary", "stationary_density", "result_from_vector", "METHODS", "irreducibility"]
+__all__ = ["solve_stationary", "stationary_density", "result_from_vector", "resolve_method", "METHODS",
+           "irreducibility"]
 
 METHODS = ("auto", "direct", "bordered", "gmres", "bicgstab", "eigen")
 PRECONDITIONERS = ("amg", "ilu", "none")
@@ -35,6 +48,15 @@ PRECONDITIONERS = ("amg", "ilu", "none")
 NONMONOTONE_UNDERSHOOT = 1e-3
 # "auto" uses the direct solver for 1-d/2-d grids up to this many cells.
 DIRECT_MAX_CELLS_2D = 600_000
+
+
+def resolve_method(method: str, grid: Grid) -> str:
+    """The method ``"auto"`` stands for on ``grid``; other names are returned unchanged."""
+    if method != "auto":
+        return method
+    # Measured on the LQ case (benchmarks/bench_core.py): SuperLU wins up to ~512^2 in 2-d;
+    # beyond, and in 3-d and 4-d where LU fill-in explodes, AMG-preconditioned GMRES wins.
+    return "direct" if (grid.ndim <= 2 and grid.size <= DIRECT_MAX_CELLS_2D) else "gmres"
 
 
 def _pin_index(op: FokkerPlanckOperator) -> int:
@@ -98,12 +120,70 @@ def _preconditioner(A, kind: str, info: dict, amg_options: dict | None = None):
     return spla.LinearOperator(A.shape, ilu.solve)
 
 
-def _krylov(method, A, rhs, x0, M, rtol, maxiter, callback, history, bnorm):
-    if method == "gmres":
-        return spla.gmres(A, rhs, x0=x0, M=M, rtol=rtol, restart=50, maxiter=maxiter, callback=callback,
-                          callback_type="pr_norm")
-    return spla.bicgstab(A, rhs, x0=x0, M=M, rtol=rtol, maxiter=maxiter,
-                         callback=lambda xk: history.append(float(np.linalg.norm(rhs - A @ xk) / bnorm)))
+def _krylov_singular(op, method, preconditioner, info, amg_options, initial_guess, rtol, maxiter, history,
+                     blas_threads):
+    r"""Solve :math:`L(\hat p + z) = 0` for ``z`` by preconditioned GMRES or BiCGStab.
+
+    Stops when :math:`\|Lp\|_2 \le \mathrm{rtol}\,\|L\|_\infty \|p\|_2` for :math:`p = \hat p + z`
+    (independent of the guess, so a better guess means fewer iterations, not another target).  Returns
+    ``(p, code, iterations)``; ``history`` receives the residual norms :math:`\|Lp_k\|_2` in units of
+    :math:`\|L\|_\infty\|p\|_2` (so the target is ``rtol``).
+    """
+    L = op.matrix.tocsr()
+    n = L.shape[0]
+    p_hat = np.ones(n) if initial_guess is None else np.asarray(initial_guess, dtype=float).ravel().copy()
+    if p_hat.shape != (n,) or not np.all(np.isfinite(p_hat)) or p_hat.max() <= 0:
+        raise ValueError(f"initial_guess must be a finite field of {n} cells with a positive maximum")
+    p_hat /= p_hat.max()
+    info["initial_guess"] = "uniform" if initial_guess is None else "given"
+    if preconditioner == "ilu":
+        # ILU needs a nonsingular matrix: factor the pinned one (a rank-one change of L).
+        M = _preconditioner(_pinned(L, _pin_index(op))[0], "ilu", info)
+    else:
+        M = _preconditioner(L, preconditioner, info, amg_options)
+    b = -(L @ p_hat)
+    Lnorm = spla.norm(L, np.inf)
+    z = np.zeros(n)
+    code = 0
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    limit = (threadpool_limits(limits=blas_threads, user_api="blas")
+             if threadpool_limits is not None and blas_threads else None)
+    try:
+        # The target scales with the solution's norm, which is known only as the iterate
+        # approaches it (a uniform guess has a larger 2-norm than the peaked density of the same
+        # maximum): solve against the current estimate, re-measure, continue if short.
+        for attempt in range(5):
+            scale = Lnorm * np.linalg.norm(p_hat + z)
+            atol = rtol * scale
+            if np.linalg.norm(b - L @ z) <= atol:
+                code = 0
+                break
+            left = maxiter - len(history)
+            if left <= 0 or attempt == 4:
+                code = max(left, 1)
+                break
+            if method == "gmres":
+                # Flexible (right-preconditioned) GMRES: the norm it monitors is the true
+                # residual, so it stops at the target rather than at a preconditioned proxy.
+                from pyamg.krylov import fgmres
+
+                residuals: list = []
+                z, code = fgmres(L, b, x0=z, M=M, tol=atol / np.linalg.norm(b), restart=50,
+                                 maxiter=-(-left // 50), residuals=residuals)
+                history.extend(float(r) / scale for r in residuals[1:])
+            else:
+                z, code = spla.bicgstab(L, b, x0=z, M=M, rtol=0.0, atol=atol, maxiter=left,
+                                        callback=lambda zk: history.append(float(np.linalg.norm(b - L @ zk) / scale)))
+            if code != 0:
+                break
+    finally:
+        if limit is not None:
+            limit.restore_original_limits()
+    return p_hat + z, code, len(history)
 
 
 def solve_stationary(
@@ -111,13 +191,14 @@ def solve_stationary(
     method: str = "auto",
     *,
     preconditioner: str = "amg",
-    rtol: float = 1e-10,
+    rtol: float = 1e-13,
     maxiter: int = 500,
     residual_tol: float = 1e-8,
     boundary_mass_tol: float = 1e-4,
     permc_spec: str = "MMD_AT_PLUS_A",
     amg_options: dict | None = None,
     krylov_blas_threads: int | None = 1,
+    initial_guess: np.ndarray | None = None,
 ) -> StationaryResult:
     r"""Solve :math:`L p = 0`, :math:`\sum_c p_c |c| = 1` for an assembled operator.
 
@@ -129,7 +210,8 @@ def solve_stationary(
     preconditioner : {"amg", "ilu", "none"}
         For the iterative methods.
     rtol, maxiter
-        Iterative tolerances (relative residual of the pinned system).
+        Iterative methods stop when :math:`\|Lp\|_2 \le \mathrm{rtol}\,\|L\|_\infty\|p\|_2`, or
+        after ``maxiter`` iterations.
     residual_tol : float
         ``success`` requires :math:`\|Lp\|_\infty / (\|L\|_\infty \|p\|_\infty)` below this.
     boundary_mass_tol : float
@@ -144,6 +226,10 @@ def solve_stationary(
         memory-bound, so threads gain little, and on a busy machine they cost a lot (measured on
         the 3-d GAN case at 50^3 on a loaded 2-core machine: solve 3.6 s with 2 threads, 0.9 s
         with 1).
+    initial_guess : array, optional
+        Starting density for the iterative methods (any positive scale), e.g. a coarser grid's
+        solution transferred by :meth:`Grid.transfer`; uniform when omitted.  Ignored by the
+        direct methods.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
@@ -152,10 +238,7 @@ def solve_stationary(
     grid, L = op.grid, op.matrix
     n = grid.size
     auto = method == "auto"
-    if method == "auto":
-        # Measured on the LQ case (benchmarks/bench_core.py): SuperLU wins up to ~512^2 in 2-d;
-        # beyond, and in 3-d and 4-d where LU fill-in explodes, AMG-preconditioned GMRES wins.
-        method = "direct" if (grid.ndim <= 2 and n <= DIRECT_MAX_CELLS_2D) else "gmres"
+    method = resolve_method(method, grid)
     info: dict = {"method": method}
     t0 = time.perf_counter()
     history: list[float] = []
@@ -171,27 +254,8 @@ def solve_stationary(
         rhs[-1] = 1.0
         p = spla.splu(K, permc_spec=permc_spec).solve(rhs)[:n]
     elif method in ("gmres", "bicgstab"):
-        r = _pin_index(op)
-        A, rhs = _pinned(L, r)
-        M = _preconditioner(A, preconditioner, info, amg_options)
-        bnorm = np.linalg.norm(rhs)
-        x0 = np.full(n, rhs[r] / A[r, r])
-
-        def callback(xk_or_res):
-            history.append(float(np.linalg.norm(xk_or_res)) if np.ndim(xk_or_res) else float(xk_or_res))
-
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            threadpool_limits = None
-        limit = (threadpool_limits(limits=krylov_blas_threads, user_api="blas")
-                 if threadpool_limits is not None and krylov_blas_threads else None)
-        try:
-            p, code = _krylov(method, A, rhs, x0, M, rtol, maxiter, callback, history, bnorm)
-        finally:
-            if limit is not None:
-                limit.restore_original_limits()
-        iterations = len(history)
+        p, code, iterations = _krylov_singular(op, method, preconditioner, info, amg_options, initial_guess,
+                                               rtol, maxiter, history, krylov_blas_threads)
         info["converged"] = code == 0
         if code != 0:
             info["fallback_reason"] = f"{method} did not converge in {maxiter} iterations (code {code})"
@@ -323,6 +387,9 @@ def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto"
     shape allows a quarter, of the cells per axis and attaches a Richardson
     :class:`~stationary.results.ErrorEstimate` as ``result.error``
     (:func:`stationary.richardson.estimate_error`; about 1/2^d + 1/4^d of the fine cost).
+    When the solve is iterative those coarse grids are solved first and each solution starts
+    the next finer solve (nested iteration; ``result.info["nested_iteration"]`` lists the
+    shapes).
     ``spectral_gap`` (native backend) attaches the gap and relaxation time of ``L`` as
     ``result.spectral`` (:func:`stationary.spectral.relaxation_time`).
 
@@ -332,6 +399,10 @@ def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto"
     """
     from dataclasses import replace
 
+    from .richardson import coarse_grids
+
+    coarse_cache: dict = {}
+    coarse_seconds = 0.0
     if backend == "fipy":
         from .backends.fipy import solve_fipy
 
@@ -345,8 +416,25 @@ def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto"
         res = solve_sg2(sde, grid, method=method, cross=cross, **solve_options)
         op = None
     else:
+        if error_estimate and resolve_method(method, grid) in ("gmres", "bicgstab") \
+                and "initial_guess" not in solve_options:
+            # Nested iteration: the estimate's coarse grids are solved first, coarsest first, and
+            # each solution, transferred, starts the next finer solve (fewer Krylov iterations;
+            # the estimate below reuses these solves).
+            t_coarse = time.perf_counter()
+            prev = None
+            for g in reversed(coarse_grids(grid)):
+                start = None if prev is None else prev.grid.transfer(prev.density, g)
+                prev = coarse_cache[g.shape] = stationary_density(
+                    sde, g, scheme=scheme, method=method, cross=cross, error_estimate=False, initial_guess=start,
+                    **solve_options)
+            coarse_seconds = time.perf_counter() - t_coarse
+            if prev is not None:
+                solve_options = dict(solve_options, initial_guess=prev.grid.transfer(prev.density, grid))
         op = assemble(sde, grid, scheme=scheme, cross=cross)
         res = solve_stationary(op, method=method, **solve_options)
+        if coarse_cache:
+            res.info["nested_iteration"] = [list(shape) for shape in coarse_cache]  # coarsest first
     changes = {}
     if spectral_gap:
         if op is None:
@@ -359,12 +447,17 @@ def stationary_density(sde, grid: Grid, scheme: str = "sg", method: str = "auto"
     if error_estimate:
         from .richardson import estimate_error
 
+        solve_options.pop("initial_guess", None)
+
         def coarse(g):
+            if g.shape in coarse_cache:
+                return coarse_cache[g.shape]
             return stationary_density(sde, g, scheme=scheme, method=method, cross=cross, backend=backend,
                                       error_estimate=False, **solve_options)
 
         try:
-            changes["error"] = estimate_error(res, coarse)
+            est = estimate_error(res, coarse)
+            changes["error"] = est if est is None else replace(est, seconds=est.seconds + coarse_seconds)
         except Exception as exc:  # an estimate must never cost the answer: say why it is missing
             log.warning("grid error estimate failed: %s", exc)
             res.info.setdefault("warnings", []).append(f"grid error estimate failed: {exc}")

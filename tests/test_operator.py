@@ -238,3 +238,23 @@ def test_small_box_reports_boundary_mass():
     sde = ou_sde(ROT_A, ROT_a)
     res = stationary_density(sde, Grid([-0.5, -0.5], [0.5, 0.5], (40, 40)))
     assert not res.success and res.status == 2 and "outermost cells" in res.message
+
+
+def test_grid_transfer_is_exact_for_log_linear_fields_and_checks_input():
+    """Grid.transfer interpolates log f multilinearly: exp(c.x) is reproduced exactly on a finer
+    grid of the same box, including the outer half-cells (linear extrapolation of log f)."""
+    coarse = Grid((-1.0, 0.0, 2.0), (1.0, 3.0, 4.0), (6, 7, 5))
+    fine = Grid(coarse.lower, coarse.upper, (12, 13, 10))
+    c = np.array([1.5, -2.0, 0.7])
+    f = np.exp(coarse.points() @ c).reshape(coarse.shape)
+    g = coarse.transfer(f, fine)
+    assert g.shape == fine.shape
+    assert np.allclose(g.ravel(), np.exp(fine.points() @ c), rtol=1e-12)
+    # zeros and tiny negatives (non-monotone undershoot) are floored, the result stays positive
+    h = f.copy()
+    h[0, 0, 0] = -1e-20
+    assert np.all(coarse.transfer(h, fine) > 0)
+    with pytest.raises(GridError):
+        coarse.transfer(-f, fine)
+    with pytest.raises(GridError):
+        coarse.transfer(f, Grid((0, 0), (1, 1), (4, 4)))
