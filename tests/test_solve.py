@@ -150,6 +150,10 @@ def test_nested_iteration_reuses_the_estimate_grids_and_saves_iterations():
     assert [r.grid.shape for r in nested.error.coarse_results] == [(16, 16, 16), (8, 8, 8)]
     assert nested.iterations < cold.iterations, (nested.iterations, cold.iterations)
     assert np.abs(nested.density - cold.density).sum() * grid.cell_volume < 1e-8
+    # nested iteration does not need the estimate, and can be turned off
+    assert stationary_density(sde, grid, error_estimate=False).info["nested_iteration"] == [[8, 8, 8], [16, 16, 16]]
+    off = stationary_density(sde, grid, error_estimate=False, nested=False)
+    assert "nested_iteration" not in off.info and off.iterations == cold.iterations
     # the estimate is unchanged by the reuse: same coarse solves as a direct-method estimate
     direct = stationary_density(sde, grid, method="direct")
     assert np.allclose(nested.error.covariance_error, direct.error.covariance_error, rtol=1e-5, atol=1e-12)
