@@ -54,6 +54,13 @@ def _slopes_ratio(p: np.ndarray, k: int):
 
 
 def _weights(op):
+    # w = max(0, 1 - 2/P) leaves SG unchanged where it is monotone-safe.  The weight that removes
+    # SG's excess diffusion exactly at every P, coth(P/2) - 2/P, was measured as an alternative
+    # (benchmarks/bench_degenerate.py, 48^2..384^2): covariance differences 5-8x smaller on the
+    # scale-generator case but 1.5x larger on vanilla, and the scale generator's last observed
+    # order stayed ~1.0 (0.90 -> 1.01), so the cause of that is elsewhere; not adopted.  Nor is
+    # it the limiter (unlimited central slopes give the same 384^2 covariance to 6 digits) or
+    # the cross stencil (auto and central identical there).
     h = op.grid.spacing
     out = []
     for k, (beta_f, D_f) in enumerate(op.faces):
