@@ -126,8 +126,8 @@ def test_krylov_meets_its_stated_target_from_any_start(lq):
             achieved = np.linalg.norm(L @ p) / (spla.norm(L, np.inf) * np.linalg.norm(p))
             assert achieved <= rtol, (rtol, achieved)
             assert res.residual_history[-1] <= rtol * (1 + 1e-6)
-            # the solution's error against the direct one is of the order of the target times
-            # the conditioning (||L|| / spectral gap ~ 1e3 here), not of the guess
+            # the solution's error against the direct one is the target times the conditioning
+            # (||L||_inf / spectral gap = 550 here; 1e4 leaves room for non-normality), whatever the guess
             assert np.abs(p - ref.density.ravel()).sum() * op.grid.cell_volume < 1e4 * rtol + 1e-12
     with pytest.raises(ValueError, match="initial_guess"):
         solve_stationary(op, "gmres", initial_guess=-np.ones(op.grid.size))
